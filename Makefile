@@ -1,0 +1,20 @@
+# The two commands for a fresh machine (as root):
+#   sudo make run     set everything up, then run mfd (ARGS="-n" etc. to pass flags)
+#   sudo make test    set everything up, then run the test suite
+.PHONY: run test setup setup-test bench
+
+run: setup
+	.venv/bin/mfd $(ARGS)
+
+test: setup-test
+	.venv/bin/python -m pytest -ra $(PYTEST_ARGS) tests
+
+setup:
+	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh --test
+
+bench: setup
+	.venv/bin/python bench/snapshot.py
+	.venv/bin/python bench/startup.py

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Set up everything mfd needs on a fresh Debian/Ubuntu (apt) or Fedora/RHEL/openEuler (dnf)
+# machine, as root: distro packages (BCC's Python bindings live only there), a kernel
+# header tree for BCC, a venv from the system python3 with --system-site-packages
+# (that is where BCC is), and mfd installed into it.
+#   usage: scripts/setup.sh [--test]      (--test adds what the test suite needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (sudo make run / sudo make test)" >&2
+    exit 1
+fi
+
+log() { echo "setup: $*" >&2; }
+release=$(uname -r)
+
+if command -v apt-get >/dev/null 2>&1; then
+    pkgs="python3-bpfcc python3-venv python3-tabulate bpftool"
+    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest"
+    # Headers for the running kernel if the archive has them; otherwise the
+    # distro's generic ones (mfd takes offsets from BTF, so another kernel's
+    # headers are safe for it).
+    missing=""
+    for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+    have_headers=0
+    { [ -e "/lib/modules/$release/build/include/linux/kconfig.h" ] ||
+      ls -d /usr/src/linux-headers-* >/dev/null 2>&1; } && have_headers=1
+    if [ -n "$missing" ] || [ $have_headers = 0 ]; then
+        log "apt-get install$missing (and kernel headers)"
+        apt-get update -qq
+        export DEBIAN_FRONTEND=noninteractive
+        # shellcheck disable=SC2086
+        [ -n "$missing" ] && apt-get install -y -qq $missing >/dev/null
+        if [ $have_headers = 0 ]; then
+            apt-get install -y -qq "linux-headers-$release" >/dev/null 2>&1 ||
+                apt-get install -y -qq "linux-headers-$(dpkg --print-architecture)" >/dev/null
+        fi
+    fi
+elif command -v dnf >/dev/null 2>&1; then
+    pkgs="python3-bcc python3-tabulate bpftool"
+    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest"
+    log "dnf install $pkgs kernel-devel-$release"
+    # shellcheck disable=SC2086
+    dnf install -y -q $pkgs
+    dnf install -y -q "kernel-devel-$release" || dnf install -y -q kernel-devel
+else
+    echo "setup: neither apt-get nor dnf found: install BCC's Python bindings and kernel headers by hand" >&2
+    exit 1
+fi
+
+# BCC reads tracepoint formats from tracefs; the tests read the kernel's own
+# indices from debugfs.  mfd mounts tracefs itself when it must; do both here.
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing || true
+mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug || true
+
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv from /usr/bin/python3 (--system-site-packages, for BCC)"
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+log "installing mfd into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check . 2>&1 |
+    grep -v "^$" >&2 || true
+.venv/bin/python -c "import mfd.cli, bcc" || { echo "setup: mfd or bcc does not import" >&2; exit 1; }

@@ -1,0 +1,1 @@
+"""Snapshot sources: ``bpf`` (eBPF zone walker) and ``procfs`` (/proc/buddyinfo + zoneinfo)."""
