@@ -400,7 +400,8 @@ class BTF:
             raise _Missing(f"bad member path {member!r}")
         err: Optional[str] = None
         for top in self._composites(struct):
-            tid, bits, where = top, 0, self._name(self._rec(top)[3]) or _bare(struct)
+            tid, bits, mtype = top, 0, 0
+            where = self._name(self._rec(top)[3]) or _bare(struct)
             for k, part in enumerate(parts):
                 if k:
                     tid = self._resolve(mtype)
@@ -453,6 +454,9 @@ class BTF:
                 yield self._name(w[j]), v
 
     def _find_enumerator(self, name: str) -> int:
+        """First enum (lowest id) declaring ``name``. Two translation units
+        may each have a private enum with the same enumerator; then the
+        caller should name the enum."""
         self._scan()
         s = self._strs
         target = name.encode("utf-8") + b"\0"

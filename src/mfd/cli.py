@@ -149,8 +149,40 @@ def _validate_filters(snap, args) -> None:
             raise UsageError(f"no zone {args.zone!r} (zones: {', '.join(names)})")
 
 
+class Printer:
+    """The periodic text (or --json) output on stdout, one block per sample."""
+
+    def __init__(self, args, view):
+        self.args, self.view = args, view
+        self.host, self.kernel = socket.gethostname(), os.uname().release
+
+    def emit(self, sample) -> None:
+        from .render import block_header, node_table, snapshot_json, zone_table
+
+        snap = sample.snapshot
+        if self.args.json:
+            out = json.dumps(snapshot_json(snap, self.view, self.host, self.kernel))
+        elif self.args.nodes:
+            out = block_header(snap) + "\n" + node_table(snap, self.view) + "\n"
+        else:
+            out = block_header(snap) + "\n" + zone_table(snap, self.view) + "\n"
+        print(out, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def make_view(args):
+    from .render import View
+
+    return View(node=args.node, zone=args.zone, detail=args.detail,
+                extfrag=args.extfrag or not args.unusable,
+                unusable=args.unusable or not args.extfrag, bar=args.bar,
+                show_pgdat=os.geteuid() == 0 and sys.stdout.isatty())
+
+
 def run(args) -> int:
-    from .render import View, block_header, node_table, snapshot_json, zone_table
+    from .model import Sample
 
     if args.extfrag_events or args.visual:
         raise UsageError("-s and -v are not available in this version of mfd")
@@ -160,26 +192,22 @@ def run(args) -> int:
         print("// cflags: " + " ".join(c.cflags))
         print(c.source_text())
         return 0
-    view = View(node=args.node, zone=args.zone, detail=args.detail,
-                extfrag=args.extfrag or not args.unusable,
-                unusable=args.unusable or not args.extfrag, bar=args.bar,
-                show_pgdat=os.geteuid() == 0 and sys.stdout.isatty())
-    host, kernel = socket.gethostname(), os.uname().release
+    view = make_view(args)
     collector = open_collector(args.source, args.pgdat_path, args.debug)
+    sinks = [Printer(args, view)]
+    wait = time.sleep          # a full-screen view may wait on its keyboard instead
     try:
         n = 0
-        start = time.monotonic()
+        start = last = time.monotonic()
         while True:
             snap = collector.snapshot()
+            now = time.monotonic()
             if n == 0:
                 _validate_filters(snap, args)
-            if args.json:
-                out = json.dumps(snapshot_json(snap, view, host, kernel))
-            elif args.nodes:
-                out = block_header(snap) + "\n" + node_table(snap, view) + "\n"
-            else:
-                out = block_header(snap) + "\n" + zone_table(snap, view) + "\n"
-            print(out, flush=True)
+            sample = Sample(snapshot=snap, interval=(now - last) if n else args.interval, seq=n)
+            last = now
+            for sink in sinks:
+                sink.emit(sample)
             n += 1
             if args.count is not None and n >= args.count:
                 return 0
@@ -188,8 +216,10 @@ def run(args) -> int:
             if delay < 0:
                 start -= delay  # fell behind (suspend, slow terminal): re-anchor
                 delay = 0
-            time.sleep(delay)
+            wait(delay)
     finally:
+        for sink in reversed(sinks):
+            sink.close()
         collector.close()
 
 

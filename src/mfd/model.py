@@ -60,3 +60,16 @@ class Snapshot:
     def zones(self):
         for node in self.nodes:
             yield from node.zones
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one tick of the sampling loop produced, handed to every sink
+    (the text/JSON printer, the recorder, the live view)."""
+
+    snapshot: Snapshot
+    interval: float                    # seconds since the previous sample (or -d)
+    seq: int                           # 0, 1, 2, ... within this run
+    # Event counts of the interval, JSON-able, keyed by event group
+    # ("extfrag", "alloc", "compaction"); None when no events are traced.
+    events: Optional[dict] = None

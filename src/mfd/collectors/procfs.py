@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import MfdError
 from ..model import NodeSnapshot, Snapshot, ZoneSnapshot
@@ -121,50 +121,87 @@ def _next_header(text: str, pos: int) -> int:
     return len(text) if found < 0 else found
 
 
-def _cut_pagesets(text: str) -> Tuple[str, List[Tuple[int, int, int]]]:
-    """Drop the per-CPU lines of every "pagesets" section.
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
 
-    They are seven lines per online CPU and zone (thousands on a big machine)
-    and hold nothing mfd needs, so cutting them with str.find before the
-    line-by-line parse keeps its cost nearly independent of the CPU count.
-    A section ends at the line holding node_unreclaimable: (all_unreclaimable:
-    before 4.x) or start_pfn:, or at the next zone header; a section without
-    any of these (truncated file) is left in place.
 
-    Returns the shortened text and, for error messages, the cuts as
-    ``(offset in the shortened text, start, end in text)``.
+def _first_token_at(text: str, word: str, start: int, limit: int) -> int:
+    """Offset of the first ``word`` in ``text[start:limit]`` that is the first token of its line."""
+    found = text.find(word, start, limit)
+    while found >= 0:
+        begin = _line_start(text, found)
+        after = found + len(word)
+        if ((begin == found or text[begin:found].isspace())
+                and (after >= len(text) or text[after] in " \t\r\n")):
+            return found
+        found = text.find(word, found + 1, limit)
+    return -1
+
+
+def _zoneinfo_cuts(text: str) -> List[Tuple[int, int]]:
+    """Spans of /proc/zoneinfo that hold nothing the parser reads, as (start, end) offsets.
+
+    In every zone block two runs of lines are skipped with str.find instead of
+    being split one by one:
+
+    * after "per-node stats" up to the "pages free" line: the node counters
+      (about 50 lines, first populated zone of each node only);
+    * after "protection:" up to the "start_pfn:" line: zone and NUMA counters
+      and the "pagesets" section, seven lines per online CPU (thousands on a
+      big machine).  On an unpopulated zone this run is empty.
+
+    A run whose end line is missing (truncated file) is cut only up to the
+    next zone header, or not at all in the last block, so the line-by-line
+    parse still sees, and rejects, whatever is there.
     """
-    pos = text.find("pagesets")
-    if pos < 0:
+    cuts: List[Tuple[int, int]] = []
+    size = len(text)
+    block = _next_header(text, 0)
+    while block < size:
+        limit = _next_header(text, block + 4)
+        found = _first_token_at(text, "per-node", block, limit)
+        if found >= 0:
+            nxt = text.find("\n", found, limit) + 1
+            if nxt:
+                end = -1
+                pages = _first_token_at(text, "pages", nxt, limit)
+                while pages >= 0:
+                    if text[pages + 5:text.find("\n", pages) + 1 or size].split()[:1] == ["free"]:
+                        end = _line_start(text, pages)
+                        break
+                    pages = _first_token_at(text, "pages", pages + 5, limit)
+                if end > nxt:
+                    cuts.append((nxt, end))
+        found = _first_token_at(text, "protection:", block, limit)
+        if found >= 0:
+            nxt = text.find("\n", found, limit) + 1
+            if nxt:
+                end = text.rfind("start_pfn", nxt, limit)
+                if end >= 0:
+                    end = _line_start(text, end)
+                elif limit < size:
+                    end = limit
+                if end > nxt:
+                    cuts.append((nxt, end))
+        block = limit
+    return cuts
+
+
+def _cut(text: str) -> Tuple[str, List[Tuple[int, int, int]]]:
+    """Apply :func:`_zoneinfo_cuts`: the shortened text and, for error messages,
+    every cut as ``(offset in the shortened text, start, end in text)``."""
+    spans = _zoneinfo_cuts(text)
+    if not spans:
         return text, []
     pieces: List[str] = []
     cuts: List[Tuple[int, int, int]] = []
-    kept = 0                # length of the shortened text so far
-    start = 0               # start of the text not yet copied to pieces
-    size = len(text)
-    while pos >= 0:
-        eol = text.find("\n", pos)
-        if eol < 0:
-            break
-        nxt = eol + 1
-        # Only a line that is just "pagesets" (any spacing) opens a section.
-        if text[text.rfind("\n", 0, pos) + 1:eol].split() == ["pagesets"]:
-            limit = _next_header(text, nxt)
-            end = text.rfind("unreclaimable", nxt, limit)
-            if end < 0:
-                end = text.rfind("start_pfn", nxt, limit)
-            if end >= 0:
-                end = text.rfind("\n", nxt, end) + 1 or nxt   # start of the marker's line
-            elif limit < size:
-                end = limit
-            if end > nxt:
-                pieces.append(text[start:nxt])
-                kept += nxt - start
-                cuts.append((kept, nxt, end))
-                start = nxt = end
-        pos = text.find("pagesets", nxt)
-    if not cuts:
-        return text, []
+    kept = 0
+    start = 0
+    for begin, end in spans:
+        pieces.append(text[start:begin])
+        kept += begin - start
+        cuts.append((kept, begin, end))
+        start = end
     pieces.append(text[start:])
     return "".join(pieces), cuts
 
@@ -183,7 +220,7 @@ def parse_zoneinfo(text: str, path: str = ZONEINFO) -> List[dict]:
     file), raises :class:`ProcfsError`.  A missing ``managed`` line (kernels
     before 3.8) reads as ``managed = present``.
     """
-    short, cuts = _cut_pagesets(text)
+    short, cuts = _cut(text)
 
     def lineno(index: int) -> int:
         """1-based line number in ``text`` of line ``index`` of ``short`` (errors only)."""
@@ -210,7 +247,7 @@ def parse_zoneinfo(text: str, path: str = ZONEINFO) -> List[dict]:
                 raise ProcfsError(f"cannot parse {path} line {lineno(index)}: {_short(line)} "
                                   "(expected 'Node N, zone NAME')")
             if cur is not None:
-                _finish_zone(cur, path, lineno(cur_index))
+                _finish_zone(cur, path, lineno, cur_index)
             node, name, _ = parsed
             zone_idx = per_node.get(node, 0)
             per_node[node] = zone_idx + 1
@@ -228,21 +265,22 @@ def parse_zoneinfo(text: str, path: str = ZONEINFO) -> List[dict]:
                               f"bad number in {_short(line)}")
         cur[field] = int(parts[pos])
     if cur is not None:
-        _finish_zone(cur, path, lineno(cur_index))
+        _finish_zone(cur, path, lineno, cur_index)
     return zones
 
 
-def _finish_zone(zone: dict, path: str, lineno: int) -> None:
+def _finish_zone(zone: dict, path: str, lineno: Callable[[int], int], index: int) -> None:
+    """Check one parsed zoneinfo block and fill in the optional fields."""
     for field, label in (("free", "pages free"), ("spanned", "spanned"), ("present", "present")):
         if field not in zone:
             raise ProcfsError(f"cannot parse {path}: node {zone['node']} zone {zone['zone']} "
-                              f"(line {lineno}) has no '{label}' line (truncated file?)")
+                              f"(line {lineno(index)}) has no '{label}' line (truncated file?)")
     if "managed" not in zone:
         zone["managed"] = zone["present"]
     if "start_pfn" not in zone:
         if zone["present"]:
             raise ProcfsError(f"cannot parse {path}: populated node {zone['node']} zone "
-                              f"{zone['zone']} (line {lineno}) has no 'start_pfn:' line "
+                              f"{zone['zone']} (line {lineno(index)}) has no 'start_pfn:' line "
                               "(truncated file?)")
         zone["start_pfn"] = 0
 
