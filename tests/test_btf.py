@@ -7,7 +7,6 @@ import os
 import shutil
 import struct
 import subprocess
-import time
 
 import pytest
 
@@ -661,15 +660,9 @@ def _mfd_queries(btf):
         btf.enum_values(e)
 
 
-def test_live_startup_budget(live, tmp_path):
-    """mfd must start in under a second: cold (no cache) and warm."""
-    t0 = time.perf_counter()
+def test_live_cache_answers_all_mfd_queries(live, tmp_path):
+    """A second start answers every query mfd makes from the cache (speed is in bench/)."""
     _mfd_queries(BTF.load(VMLINUX, cache_dir=str(tmp_path)))
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
     warm_btf = BTF.load(VMLINUX, cache_dir=str(tmp_path))
     _mfd_queries(warm_btf)
-    warm = time.perf_counter() - t0
     assert warm_btf.cache_state == "hit"
-    assert cold < 1.0, f"cold load + queries took {cold:.3f}s"
-    assert warm < 1.0, f"warm load + queries took {warm:.3f}s"

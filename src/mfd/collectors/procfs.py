@@ -113,14 +113,6 @@ _ZONEINFO_FIELDS = {
 }
 
 
-def _next_header(text: str, pos: int) -> int:
-    """Offset of the next line starting with "Node" at or after ``pos``, or len(text)."""
-    found = text.find("Node", pos)
-    while found > 0 and text[found - 1] != "\n":
-        found = text.find("Node", found + 4)
-    return len(text) if found < 0 else found
-
-
 def _line_start(text: str, pos: int) -> int:
     return text.rfind("\n", 0, pos) + 1
 
@@ -136,6 +128,13 @@ def _first_token_at(text: str, word: str, start: int, limit: int) -> int:
             return found
         found = text.find(word, found + 1, limit)
     return -1
+
+
+def _next_header(text: str, pos: int) -> int:
+    """Offset of the next zone header ("Node" as a line's first token) at or after ``pos``,
+    or len(text)."""
+    found = _first_token_at(text, "Node", pos, len(text))
+    return len(text) if found < 0 else found
 
 
 def _zoneinfo_cuts(text: str) -> List[Tuple[int, int]]:
@@ -301,11 +300,23 @@ class ProcfsCollector:
 
     @staticmethod
     def _read(path: str) -> str:
+        # os.read on the raw descriptor: the cheapest way to drain a seq_file
+        # (no buffered-reader or text-decoder layers).  A seq_file read may
+        # return less than asked, so read until end of file.
         try:
-            with open(path, "r", encoding="ascii", errors="replace") as f:
-                return f.read()
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                chunks = []
+                while True:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise ProcfsError(f"cannot read {path}: {e.strerror or e}") from e
+        return b"".join(chunks).decode("ascii", "replace")
 
     def snapshot(self) -> Snapshot:
         """Read both files once each and build a :class:`~mfd.model.Snapshot`.

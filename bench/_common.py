@@ -1,0 +1,25 @@
+"""Helpers shared by the benchmark scripts: medians of batches, one-line reports."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, List
+
+
+def per_call_us(fn: Callable[[], object], calls: int, batches: int) -> List[float]:
+    """Microseconds per call, one figure per batch (medians are robust to noise)."""
+    out = []
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        out.append((time.perf_counter() - t0) / calls * 1e6)
+    return out
+
+
+def median(xs) -> float:
+    return statistics.median(xs)
+
+
+def spread(xs) -> str:
+    return f"median {median(xs):.1f} (min {min(xs):.1f}, max {max(xs):.1f})"
