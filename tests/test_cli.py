@@ -228,3 +228,17 @@ def test_ebpf_flag_prints_program_and_offsets():
     assert r.returncode == 0
     assert "TRACEPOINT_PROBE(syscalls, sys_enter_getppid)" in r.stdout
     assert "-DMFD_OFF_zone_free_area=" in r.stdout
+
+
+@needs_root
+def test_pgdat_address_only_on_a_root_terminal():
+    """The seed's PGDAT column: shown on a root tty (via script(1)), never into a pipe."""
+    import shlex
+    import shutil
+    if not shutil.which("script"):
+        pytest.skip("script(1) not installed")
+    cmd = " ".join(shlex.quote(a) for a in mfd_argv("-n", "--count", "1"))
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PGDAT" in r.stdout and re.search(r"0xffff[0-9a-f]{12}", r.stdout)

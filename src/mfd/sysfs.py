@@ -35,21 +35,24 @@ def memory_nodes(sysfs: str = "/sys") -> List[int]:
 
 
 def kallsyms_lookup(names, path: str = "/proc/kallsyms") -> Dict[str, int]:
-    """Addresses of the given symbols; absent or zeroed (kptr_restrict) ones are left out."""
-    wanted = set(names)
-    found: Dict[str, int] = {}
+    """Addresses of the given vmlinux symbols; absent or zeroed (kptr_restrict) ones are left out.
+
+    One regex over the whole file: /proc/kallsyms has 100k+ lines and a
+    Python loop over them costs more than generating the file does.
+    """
+    import re
+
     try:
-        with open(path) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 3 and fields[2] in wanted and len(fields) == 3:
-                    addr = int(fields[0], 16)
-                    if addr:
-                        found[fields[2]] = addr
-                    if len(found) == len(wanted):
-                        break
-    except (OSError, ValueError):
-        pass
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    alt = b"|".join(re.escape(n.encode()) for n in names)
+    found: Dict[str, int] = {}
+    for m in re.finditer(rb"^([0-9a-fA-F]+) \S (" + alt + rb")$", text, re.M):
+        addr = int(m.group(1), 16)
+        if addr:
+            found.setdefault(m.group(2).decode(), addr)
     return found
 
 
