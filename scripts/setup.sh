@@ -19,8 +19,8 @@ log() { echo "setup: $*" >&2; }
 release=$(uname -r)
 
 if command -v apt-get >/dev/null 2>&1; then
-    pkgs="python3-bpfcc python3-venv python3-tabulate bpftool"
-    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest"
+    pkgs="python3-bpfcc python3-venv python3-tabulate python3-prometheus-client bpftool"
+    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest prometheus"
     # Headers for the running kernel if the archive has them; otherwise the
     # distro's generic ones (mfd takes offsets from BTF, so another kernel's
     # headers are safe for it).
@@ -41,7 +41,7 @@ if command -v apt-get >/dev/null 2>&1; then
         fi
     fi
 elif command -v dnf >/dev/null 2>&1; then
-    pkgs="python3-bcc python3-tabulate bpftool"
+    pkgs="python3-bcc python3-tabulate python3-prometheus_client bpftool"
     [ $want_test = 1 ] && pkgs="$pkgs python3-pytest"
     log "dnf install $pkgs kernel-devel-$release"
     # shellcheck disable=SC2086
