@@ -1,13 +1,17 @@
 # The two commands for a fresh machine (as root):
 #   sudo make run     set everything up, then run mfd (ARGS="-n" etc. to pass flags)
 #   sudo make test    set everything up, then run the test suite
-.PHONY: run test setup setup-test bench
+#   sudo make test-vm the kernel matrix only: mfd's root tests in VMs (tests/vm)
+.PHONY: run test test-vm setup setup-test bench
 
 run: setup
 	.venv/bin/mfd $(ARGS)
 
 test: setup-test
 	.venv/bin/python -m pytest -ra $(PYTEST_ARGS) tests
+
+test-vm: setup-test
+	.venv/bin/python -m pytest -rA -m vm $(PYTEST_ARGS) tests
 
 setup:
 	scripts/setup.sh

@@ -50,4 +50,87 @@ struct mfd_snapshot {
 	struct mfd_node nodes[MFD_NR_NODES];
 };
 
+/* ====================================================================== */
+/* Event groups: bpf/extfrag.bpf.c, bpf/alloc.bpf.c, bpf/compaction.bpf.c  */
+/* (src/mfd/events/).  Everything is aggregated in maps inside the kernel;  */
+/* user space reads each map once per interval.  Python decodes the values  */
+/* with each table's own ctypes Key/Leaf, so field names here are the API.  */
+/* ====================================================================== */
+
+#define MFD_COMM_LEN	16	/* TASK_COMM_LEN */
+/* log2 histogram slots as bcc's bpf_log2l() gives them: slot s holds values
+ * in [2^(s-1), 2^s - 1]; 40 slots reach 2^39 ns (~9 min) or us. */
+#define MFD_HIST_SLOTS	40
+
+/* kmem:mm_page_alloc_extfrag, keyed by exactly what the -s table shows. */
+struct mfd_extfrag_key {
+	u32 pid;			/* tgid of the task that allocated */
+	s32 alloc_order;
+	s32 fallback_order;
+	s32 alloc_migratetype;
+	s32 fallback_migratetype;
+	char comm[MFD_COMM_LEN];
+};
+
+struct mfd_extfrag_val {
+	u64 events;
+	u64 change_ownership;	/* the steals that took over the pageblock */
+};
+
+/* The allocator: one per-CPU record, read with a single lookup. */
+struct mfd_alloc_stats {
+	u64 allocs[MFD_NR_ORDERS];	/* successful allocations per order */
+	u64 failures[MFD_NR_ORDERS];	/* NULL results (tracepoint: pfn == -1) */
+	u64 latency_ns[MFD_NR_ORDERS];	/* kprobe path only: summed latency */
+	/* kprobe path: log2 ns, [order * MFD_HIST_SLOTS + slot].  Flat on purpose:
+	 * BCC 0.26 turns only the first dimension of a 2-D array into ctypes. */
+	u64 hist[MFD_NR_ORDERS * MFD_HIST_SLOTS];
+	u64 dropped;			/* failures_by_process was full */
+};
+
+struct mfd_alloc_fail_key {
+	u32 pid;
+	u32 order;
+	char comm[MFD_COMM_LEN];
+};
+
+/* compaction:mm_compaction_begin/_end, one row per zone and end status. */
+struct mfd_compact_key {
+	u64 zone_start;			/* zone->zone_start_pfn names the zone */
+	s32 status;			/* enum compact_result */
+	u32 pad;
+};
+
+struct mfd_compact_val {
+	u64 runs;
+	u64 total_ns;
+	u64 max_ns;
+};
+
+/* mm_compaction_try_to_compact_pages: direct compaction by process and order. */
+struct mfd_direct_key {
+	u32 pid;
+	s32 order;
+	char comm[MFD_COMM_LEN];
+};
+
+struct mfd_direct_val {
+	u64 count;			/* try_to_compact_pages() calls */
+	u64 stall_ns;			/* compaction runs inside them */
+	u64 hist[MFD_HIST_SLOTS];	/* log2 us, one entry per run */
+};
+
+struct mfd_kcompactd_key {
+	s32 nid;
+	s32 order;
+	u32 highest_zoneidx;		/* enum zone_type */
+	u32 pad;
+};
+
+/* Zone-less counters of the compaction program (one per-CPU record). */
+struct mfd_compact_counts {
+	u64 unmatched_end;		/* an end without its begin (begin before load) */
+	u64 dropped;			/* a map was full: an event not counted */
+};
+
 #endif /* MFD_H */

@@ -111,6 +111,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 	if (!memcg)
 		goto out;
 #endif
+	/*
+	 * Unrolled so that nids[i] is a constant: a loop indexing nids[] makes
+	 * clang place the array in .rodata, which BCC does not relocate (the
+	 * load reads address 0 and the verifier rejects the program on every
+	 * machine with more than one node).
+	 */
+#pragma unroll
 	for (int i = 0; i < MFD_NR_NODES; i++) {
 		struct mfd_node *node = &snap->nodes[i];
 		u64 pgdat = mfd_pgdat(memcg, nids[i], &err);

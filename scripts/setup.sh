@@ -20,7 +20,7 @@ release=$(uname -r)
 
 if command -v apt-get >/dev/null 2>&1; then
     pkgs="python3-bpfcc python3-venv python3-tabulate python3-prometheus-client bpftool"
-    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest prometheus"
+    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest prometheus python3-matplotlib tmux"
     # Headers for the running kernel if the archive has them; otherwise the
     # distro's generic ones (mfd takes offsets from BTF, so another kernel's
     # headers are safe for it).
@@ -42,7 +42,7 @@ if command -v apt-get >/dev/null 2>&1; then
     fi
 elif command -v dnf >/dev/null 2>&1; then
     pkgs="python3-bcc python3-tabulate python3-prometheus_client bpftool"
-    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest"
+    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest python3-matplotlib tmux"
     log "dnf install $pkgs kernel-devel-$release"
     # shellcheck disable=SC2086
     dnf install -y -q $pkgs
@@ -50,6 +50,38 @@ elif command -v dnf >/dev/null 2>&1; then
 else
     echo "setup: neither apt-get nor dnf found: install BCC's Python bindings and kernel headers by hand" >&2
     exit 1
+fi
+
+# The test suite's property tests (hypothesis) and its kernel matrix (tests/vm):
+# QEMU, busybox for virtme-ng's initramfs, Debian's distro kernel (kprobes,
+# KALLSYMS_ALL, BTF) and exactly that kernel's headers: the guest compiles
+# against them and checks BTF offsets against them.  virtme-ng goes into .venv
+# below.  Only Debian/Ubuntu on x86-64 get the matrix; elsewhere it skips.
+if [ $want_test = 1 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        vm_pkgs="python3-hypothesis"
+        [ "$(dpkg --print-architecture)" = amd64 ] &&
+            vm_pkgs="$vm_pkgs qemu-system-x86 busybox-static linux-image-amd64 make gcc"
+        missing=""
+        for p in $vm_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+        if [ -n "$missing" ]; then
+            log "apt-get install$missing (property tests, kernel matrix)"
+            apt-get update -qq
+            # shellcheck disable=SC2086
+            apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        fi
+        for img in /boot/vmlinuz-*; do
+            [ -e "$img" ] || continue
+            ver=${img#/boot/vmlinuz-}
+            [ -e "/lib/modules/$ver/build/include/generated/utsrelease.h" ] && continue
+            log "apt-get install linux-headers-$ver (the kernel matrix's guest kernel)"
+            apt-get install -y -qq --no-install-recommends "linux-headers-$ver" >/dev/null ||
+                log "no linux-headers-$ver in the archive: the matrix will skip $img"
+        done
+    elif command -v dnf >/dev/null 2>&1; then
+        dnf install -y -q python3-hypothesis || log "no python3-hypothesis: property tests skip"
+    fi
 fi
 
 # BCC reads tracepoint formats from tracefs; the tests read the kernel's own
@@ -65,3 +97,9 @@ log "installing mfd into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check . 2>&1 |
     grep -v "^$" >&2 || true
 .venv/bin/python -c "import mfd.cli, bcc" || { echo "setup: mfd or bcc does not import" >&2; exit 1; }
+if [ $want_test = 1 ] && [ ! -x .venv/bin/vng ] && [ "$(uname -m)" = x86_64 ]; then
+    log "installing virtme-ng into .venv (vng: boots the kernel matrix's VMs)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check virtme-ng 2>&1 |
+        grep -v "^$" >&2 || true
+    [ -x .venv/bin/vng ] || log "virtme-ng did not install: the kernel matrix will skip"
+fi

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 TRACEFS = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
@@ -27,15 +27,25 @@ def _mounted(path: str, fstype: str, mounts: str = "/proc/self/mounts") -> bool:
     return False
 
 
+# Why the last attempt to mount a path failed (for mount_hint()).
+_mount_errors: Dict[str, str] = {}
+
+
 def _mount(fstype: str, path: str, note: Optional[Callable[[str], None]]) -> bool:
     if _mounted(path, fstype):
         return True
     if os.geteuid() != 0:
+        _mount_errors[path] = "not root"
         return False
     try:
-        subprocess.run(["mount", "-t", fstype, "nodev", path], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except (OSError, subprocess.CalledProcessError):
+        r = subprocess.run(["mount", "-t", fstype, "nodev", path],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except OSError as e:
+        _mount_errors[path] = f"cannot run mount: {e.strerror or e}"
+        return False
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines()
+        _mount_errors[path] = lines[-1] if lines else f"mount exit status {r.returncode}"
         return False
     if note:
         note(f"mounted {fstype} on {path}")
@@ -54,6 +64,15 @@ def ensure_debugfs(note: Optional[Callable[[str], None]] = None) -> bool:
     if _mounted(DEBUGFS, "debugfs"):
         return True
     return _mount("debugfs", DEBUGFS, note)
+
+
+def mount_hint(fstype: str = "tracefs", path: str = TRACEFS) -> str:
+    """One line saying that ``fstype`` is missing, why mfd could not mount it,
+    and the command that mounts it."""
+    why = _mount_errors.get(path)
+    return (f"{fstype} is not mounted on {path} and mfd could not mount it"
+            + (f" ({why})" if why else "")
+            + f": run 'mount -t {fstype} nodev {path}' as root")
 
 
 def tracepoint_exists(category: str, event: str) -> bool:

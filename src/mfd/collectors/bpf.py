@@ -19,7 +19,7 @@ from ..btf import BTF, BTFError
 from ..errors import KernelUnsupported, PermissionDenied, SourceUnavailable
 from ..kheaders import find_header_tree
 from ..model import NodeSnapshot, Snapshot, ZoneSnapshot
-from ..tracing import ensure_tracefs, tracepoint_exists
+from ..tracing import ensure_tracefs, mount_hint, tracepoint_exists
 
 CACHE_DIR = "/var/cache/mfd"
 PROGRAM = "zonewalk.bpf.c"
@@ -63,6 +63,23 @@ def bpf_dir() -> str:
 def _stderr_note(msg: str) -> None:
     import sys
     print(f"mfd: {msg}", file=sys.stderr)
+
+
+def import_bcc(note: Callable[[str], None], hint: str = ""):
+    """Point BCC at a kernel header tree (saying once which, if not the
+    kernel's own) and import it; BCC's BPF class.  Imported late: it costs
+    ~60 ms and needs tracefs.  ``hint`` ends the message when BCC is missing."""
+    tree = find_header_tree(cache_dir=CACHE_DIR)
+    if tree.path:
+        os.environ["BCC_KERNEL_SOURCE"] = tree.path
+    if tree.note:
+        note(tree.note)
+    try:
+        from bcc import BPF
+    except ImportError as e:
+        raise SourceUnavailable("BCC's Python bindings are not installed: apt install "
+                                "python3-bpfcc, or dnf install python3-bcc" + hint) from e
+    return BPF
 
 
 class WalkLayout:
@@ -187,22 +204,13 @@ class BpfCollector:
         return ["-I" + bpf_dir()] + ["-D%s=%s" % kv for kv in defs.items()]
 
     def _load(self) -> None:
-        if not ensure_tracefs(self.note) or not tracepoint_exists("syscalls", "sys_enter_getppid"):
-            raise KernelUnsupported("no syscalls:sys_enter_getppid tracepoint (tracefs not "
-                                    "mounted, or kernel without CONFIG_FTRACE_SYSCALLS); "
-                                    "use --source procfs")
-        tree = find_header_tree(cache_dir=CACHE_DIR)
-        if tree.path:
-            os.environ["BCC_KERNEL_SOURCE"] = tree.path
-        if tree.note:
-            self.note(tree.note)
-        try:
-            from bcc import BPF  # noqa: F401  (imported late: it costs ~60 ms and needs tracefs)
-            from bcc.libbcc import lib
-        except ImportError as e:
-            raise SourceUnavailable("BCC's Python bindings are not installed: apt install "
-                                    "python3-bpfcc, or dnf install python3-bcc "
-                                    "(or use --source procfs)") from e
+        if not ensure_tracefs(self.note):
+            raise KernelUnsupported(mount_hint() + " (or use --source procfs)")
+        if not tracepoint_exists("syscalls", "sys_enter_getppid"):
+            raise KernelUnsupported("no syscalls:sys_enter_getppid tracepoint (kernel without "
+                                    "CONFIG_FTRACE_SYSCALLS); use --source procfs")
+        BPF = import_bcc(self.note, " (or use --source procfs)")
+        from bcc.libbcc import lib
         failure = None
         with capture_stderr(passthrough=self.debug) as captured:
             try:

@@ -1,0 +1,185 @@
+"""The Prometheus exporter: parsing, an isolated registry, and a real Prometheus scraping mfd."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import mfd_argv, needs_root, run_mfd
+from mfd.collectors.procfs import ProcfsCollector, parse_buddyinfo
+from mfd.errors import UsageError
+from mfd.exporter import SnapshotCollector, parse_listen
+from mfd.render import View
+
+prometheus_client = pytest.importorskip("prometheus_client")
+
+
+@pytest.mark.parametrize("text,want", [
+    ("9610", ("127.0.0.1", 9610)),
+    (":9610", ("127.0.0.1", 9610)),
+    ("0.0.0.0:9100", ("0.0.0.0", 9100)),
+    ("[::1]:9610", ("::1", 9610)),
+])
+def test_parse_listen(text, want):
+    assert parse_listen(text) == want
+
+
+@pytest.mark.parametrize("text", ["x", "host:", "1:99999", "0"])
+def test_parse_listen_rejects(text):
+    with pytest.raises(UsageError):
+        parse_listen(text)
+
+
+def _registry(collector, view=View()):
+    reg = prometheus_client.CollectorRegistry(auto_describe=False)
+    reg.register(SnapshotCollector(collector, view, {"version": "t", "source": collector.source,
+                                                     "pgdat_path": "", "kernel": "k"}))
+    return reg
+
+
+def test_registry_values_match_buddyinfo():
+    reg = _registry(ProcfsCollector())
+    with open("/proc/buddyinfo") as f:
+        buddy = parse_buddyinfo(f.read())
+    for (node, zone), counts in buddy.items():
+        labels = {"node": str(node), "zone": zone}
+        free = reg.get_sample_value("mfd_zone_free_pages", labels)
+        assert free is not None, (node, zone)
+        # one scrape is one snapshot: its blocks add up to its free pages
+        blocks = [reg.get_sample_value("mfd_zone_free_blocks", dict(labels, order=str(o)))
+                  for o in range(len(counts))]
+        # the registry re-collects on every get_sample_value: allow drift between scrapes
+        assert abs(sum(int(b) << o for o, b in enumerate(blocks)) - free) <= max(free // 20, 512)
+        u = reg.get_sample_value("mfd_zone_unusable_index", dict(labels, order="0"))
+        assert 0.0 <= u <= 1.0
+    assert reg.get_sample_value("mfd_collector_errors_total") == 0
+
+
+def test_filters_apply():
+    snap = ProcfsCollector().snapshot()
+    zone = next(z.zone for z in snap.zones() if z.populated)
+    text = prometheus_client.generate_latest(_registry(ProcfsCollector(), View(zone=zone))).decode()
+    zones = {line.split('zone="')[1].split('"')[0] for line in text.splitlines()
+             if line.startswith("mfd_zone_free_pages{")}
+    assert zones == {zone}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def _wait_for(fn, what: str, limit: float = 60):
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            out = fn()
+            if out:
+                return out
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def exporter():
+    port = _free_port()
+    p = subprocess.Popen(mfd_argv("--prometheus", str(port)), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        _wait_for(lambda: p.poll() is None and _get(url), "mfd's /metrics")
+        yield p, port, url
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
+
+
+@needs_root
+def test_exporter_serves_bpf_metrics_on_loopback_only(exporter):
+    p, port, url = exporter
+    text = _get(url)
+    assert 'source="bpf"' in text and "mfd_zone_free_blocks{" in text
+    assert "0xffff" not in text and "pgdat=" not in text
+    listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                               text=True).stdout
+    if listening:  # iproute2 present: the local address column is loopback
+        assert [line.split()[3] for line in listening.splitlines()] == ["127.0.0.1:%d" % port]
+
+
+@needs_root
+def test_real_prometheus_scrapes_mfd(exporter, tmp_path):
+    prom = shutil.which("prometheus")
+    if not prom:
+        pytest.skip("prometheus (Debian package) not installed")
+    _, port, _ = exporter
+    web = _free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: mfd\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
+    server = subprocess.Popen([prom, f"--config.file={tmp_path}/prometheus.yml",
+                               f"--storage.tsdb.path={tmp_path}/data",
+                               f"--web.listen-address=127.0.0.1:{web}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def query(q):
+            body = json.loads(_get(f"http://127.0.0.1:{web}/api/v1/query?"
+                                   + urllib.parse.urlencode({"query": q})))
+            return body["data"]["result"]
+        blocks = _wait_for(lambda: query("mfd_zone_free_blocks"), "Prometheus to scrape mfd")
+        with open("/proc/buddyinfo") as f:
+            buddy = parse_buddyinfo(f.read())
+        got = {(int(r["metric"]["node"]), r["metric"]["zone"], int(r["metric"]["order"]))
+               for r in blocks}
+        want = {(n, z, o) for (n, z), c in buddy.items() for o in range(len(c))}
+        assert got == want
+        present = {(int(r["metric"]["node"]), r["metric"]["zone"]): int(r["value"][1])
+                   for r in query("mfd_zone_present_pages")}
+        proc = {(z.node, z.zone): z.present for z in ProcfsCollector().snapshot().zones()
+                if z.populated}
+        assert present == proc
+        up = query('up{job="mfd"}')
+        assert up and up[0]["value"][1] == "1"
+        ex = query("mfd_zone_extfrag_index")
+        assert ex and all(-1.0 <= float(r["value"][1]) <= 1.0 for r in ex)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@needs_root
+def test_port_in_use_is_one_line_exit_1():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_mfd("--prometheus", str(port))
+    assert r.returncode == 1
+    assert "cannot listen on 127.0.0.1:%d" % port in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_listen_address_is_usage_error():
+    r = run_mfd("--source", "procfs", "--prometheus", "nonsense")
+    assert r.returncode == 2 and "[HOST:]PORT" in r.stderr
+
+
+@pytest.mark.parametrize("other", [["--record", "x.db"], ["-v"], ["--json"], ["--count", "1"]])
+def test_exporter_does_not_silently_drop_other_modes(other):
+    r = run_mfd("--source", "procfs", "--prometheus", "9", *other)
+    assert r.returncode == 2 and "does not go with" in r.stderr
