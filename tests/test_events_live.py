@@ -104,21 +104,20 @@ def extfrag_collector():
     c.close()
 
 
-def _steal_some(tries: int = 4):
-    """Run the page-table workload until it makes extfrag events; between
-    tries, movable memory takes the unmovable pageblocks back.  Returns the
-    workload pids."""
+def _steal_some(sizes=(None, 800, 1600)):
+    """Run the page-table workload, bigger each time (None: sized from the
+    free unmovable pages; then GiB of sparse mapping, 2 MiB of page tables
+    each), until it makes extfrag events.  Returns the workload pids."""
     pids = []
-    for _ in range(tries):
+    for gib in sizes:
         with Ftrace("kmem/mm_page_alloc_extfrag", name="mfdprobe") as probe:
-            child = Child("page-tables", "--gib", "200")
+            child = Child("page-tables", *(["--gib", str(gib)] if gib else []))
             child.run()
             pids.append(child.pid)
             probe.stop()
             if any(pid == child.pid for _c, pid, _e, _f in probe.records()):
                 return pids
-        Child("populate", "--mib", "2048").run()
-    pytest.fail("the page-table workload made no extfrag event in %d tries" % tries)
+    pytest.fail(f"the page-table workload made no extfrag event (sizes {sizes})")
 
 
 def test_extfrag_counts_match_ftrace(extfrag_collector):
@@ -304,12 +303,6 @@ def test_direct_compaction_from_thp_faults_under_fragmentation():
     assert ev["vmstat"]["compact_stall"] >= 1
 
 
-def _pcp_pages():
-    """Pages held in the per-CPU free lists (/proc/zoneinfo "count:")."""
-    with open("/proc/zoneinfo") as f:
-        return sum(int(n) for n in re.findall(r"^\s+count:\s+(\d+)", f.read(), re.M))
-
-
 def test_fragment_workload_shows_in_the_snapshot(bpf_collector):
     """Every other page of a region given back: single free pages that cannot
     merge.  Measured across the give-back alone (the faults before it take
@@ -317,10 +310,10 @@ def test_fragment_workload_shows_in_the_snapshot(bpf_collector):
     can grow to a large share of the zone), so those are counted as well."""
     with Child("fragment", "--mib", "2048", "--pause", "--hold") as frag:
         frag.ready(word="paused")
-        before, pcp_before = bpf_collector.snapshot(), _pcp_pages()
+        before, pcp_before = bpf_collector.snapshot(), workloads.pcp_pages()
         frag.proceed()
         info = frag.ready()
-        during, pcp_during = bpf_collector.snapshot(), _pcp_pages()
+        during, pcp_during = bpf_collector.snapshot(), workloads.pcp_pages()
     order0 = lambda s: sum(z.nr_free[0] for z in s.zones())  # noqa: E731
     freed = order0(during) - order0(before) + pcp_during - pcp_before
     assert freed >= info["released_pages"] * 0.8

@@ -3,7 +3,7 @@ and benchmarks (mfd itself never runs them).
 
 Each runs in a child process, so the events it causes carry its own pid:
 
-    python -m mfd.workloads page-tables --gib 200
+    python -m mfd.workloads page-tables
     python -m mfd.workloads fragment --mib 4096 --hold
 
 A child prints one line ``ready {json}`` when it has done its work (the json
@@ -13,11 +13,12 @@ closed.  :class:`Child` drives that from Python.
 What makes what happen (verified on the development VM, see ENVIRONMENT.md):
 
 * page-tables: page-table pages are unmovable; one page-table page per 2 MiB
-  touched in a huge sparse mapping drains the unmovable free lists, and the
+  read in a huge sparse mapping drains the unmovable free lists, and the
   allocator steals movable pageblocks (kmem:mm_page_alloc_extfrag,
   alloc_migratetype Unmovable, fallback Movable, change_ownership 1).
-  Once those pageblocks are unmovable, a second run finds them free and
-  steals nothing: ``populate`` (movable memory) takes them back.
+  Stolen pageblocks stay unmovable when freed (until they merge with a
+  movable buddy), so a later run must ask for more than the free unmovable
+  pages to steal again: by default it sizes itself from /proc/pagetypeinfo.
 * populate: faults in anonymous memory (movable), in the kernel with
   MADV_POPULATE_WRITE; the high-order variant (--thp) faults huge pages.
 * fragment: faults in memory, then gives back every other page: free memory
@@ -45,7 +46,8 @@ MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; Py
 MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)
 
 __all__ = ["Child", "HugeBlocks", "page_tables", "populate", "fragment", "steal",
-           "compact_memory", "free_blocks_at_least", "fault_throughput"]
+           "compact_memory", "free_blocks_at_least", "free_pages_of_type", "pcp_pages",
+           "fault_throughput"]
 
 
 def _anon(size: int, noreserve: bool = False) -> mmap.mmap:
@@ -62,16 +64,50 @@ def _fault_in(m: mmap.mmap, size: int) -> None:
             m[off] = 1
 
 
-def page_tables(gib: int = 200) -> mmap.mmap:
-    """Touch one byte every 2 MiB of a sparse ``gib`` GiB mapping: one
-    page-table page (unmovable) per touch.  Returns the mapping (keep it
-    to keep the page tables)."""
-    size = gib << 30
+def page_tables(gib: Optional[int] = None, margin_mib: int = 128) -> mmap.mmap:
+    """Read one byte every 2 MiB of a sparse mapping: one page-table page
+    (unmovable) per read, and no data page (reads map the shared zero page).
+    ``gib`` GiB of mapping, or by default enough to use up the free unmovable
+    pages (/proc/pagetypeinfo) and ``margin_mib`` MiB more, so that the
+    allocator must steal.  (The per-CPU lists hold unmovable pages too, which
+    no file counts apart from the others: ask for more if that was not
+    enough.)  Returns the mapping (keep it to keep the page tables)."""
+    if gib is None:
+        need = free_pages_of_type("Unmovable") + (margin_mib << 20) // PAGE
+        size = max(need, 1 << 14) * HUGE
+    else:
+        size = gib << 30
     m = _anon(size, noreserve=True)
     m.madvise(mmap.MADV_NOHUGEPAGE)  # else a touch could fault a whole huge page
     for off in range(0, size, HUGE):
-        m[off] = 1
+        m[off]
     return m
+
+
+def pcp_pages(path: str = "/proc/zoneinfo") -> int:
+    """Free pages held in the per-CPU lists of every zone ("count:" lines)."""
+    import re
+
+    with open(path) as f:
+        return sum(int(n) for n in re.findall(r"^\s+count:\s+(\d+)", f.read(), re.M))
+
+
+def free_pages_of_type(migratetype: str, path: str = "/proc/pagetypeinfo") -> int:
+    """Free pages on the ``migratetype`` free lists of every zone (root only;
+    0 when unreadable).  Pages on the per-CPU lists are not counted."""
+    total = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                head, _, counts = line.partition(", type ")
+                if not counts or not head.startswith("Node"):
+                    continue
+                fields = counts.split()
+                if fields[0] == migratetype:
+                    total += sum(int(n) << o for o, n in enumerate(fields[1:]))
+    except OSError:
+        return 0
+    return total
 
 
 def populate(mib: int, thp: bool = False) -> mmap.mmap:
@@ -194,7 +230,7 @@ def fault_throughput(mib: int, seconds: float, thp: bool = False, cpu: bool = Fa
     return done * per / elapsed
 
 
-def steal(seconds: float, gib: int = 200, mib: int = 2048) -> int:
+def steal(seconds: float, gib: Optional[int] = None, mib: int = 2048) -> int:
     """Unmovable then movable memory in turns, for ``seconds``: a steady
     stream of pageblock steals both ways.  Returns the rounds done."""
     rounds = 0
@@ -273,7 +309,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mfd.workloads", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     s = sub.add_parser("page-tables", help="page-table pages from a sparse mapping (extfrag steals)")
-    s.add_argument("--gib", type=int, default=200)
+    s.add_argument("--gib", type=int, help="mapping size (default: enough to use up the free "
+                                            "unmovable pages, and 128 MiB more)")
     s = sub.add_parser("populate", help="fault in anonymous memory")
     s.add_argument("--mib", type=int, required=True)
     s.add_argument("--thp", action="store_true", help="huge pages (order 9)")
@@ -294,7 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     keep: object = None
     if args.what == "page-tables":
         keep = page_tables(args.gib)
-        info: dict = {"touches": (args.gib << 30) // HUGE}
+        info: dict = {"touches": len(keep) // HUGE}
     elif args.what == "populate":
         keep = populate(args.mib, thp=args.thp)
         info = {"mib": args.mib}
