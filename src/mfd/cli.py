@@ -299,17 +299,16 @@ def run(args) -> int:
     # -s shows no zone table: snapshots from /proc then, sparing a BCC compile.
     collector = open_collector("procfs" if args.extfrag_events and args.source == "auto"
                                else args.source, args.pgdat_path, args.debug)
-    if args.prometheus:
-        from .exporter import serve
-        try:
-            _validate_filters(collector.snapshot(), args)
-            return serve(collector, view, args.prometheus, note)
-        finally:
-            collector.close()
     sinks = []
     events = None
     wait = time.sleep          # a full-screen view may wait on its keyboard instead
     try:
+        # -i/-c against the kernel's own nodes and zones, before anything is
+        # compiled, served or recorded.
+        _validate_filters(collector.snapshot(), args)
+        if args.prometheus:
+            from .exporter import serve
+            return serve(collector, view, args.prometheus, note)
         if args.record:        # first: a sample on screen is a sample committed
             from .history import Recorder
             sinks.append(Recorder.from_args(args, note))
@@ -319,17 +318,14 @@ def run(args) -> int:
             wait = sinks[-1].wait
         else:
             sinks.append(Printer(args, view))
-        if event_groups(args):
-            _validate_filters(collector.snapshot(), args)  # before compiling anything
-            events = open_events(args)
+        events = open_events(args)
+        if events is not None:
             wait(args.interval)  # events count over an interval, the first sample's too
         n = 0
         start = last = time.monotonic()
         while True:
             snap = collector.snapshot()
             now = time.monotonic()
-            if n == 0:
-                _validate_filters(snap, args)
             sample = Sample(snapshot=snap, interval=(now - last) if n else args.interval, seq=n,
                             events=events.poll(snap) if events is not None else None)
             last = now
