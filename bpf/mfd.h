@@ -32,7 +32,7 @@ struct mfd_node {
 	u64 start_pfn;		/* pgdat->node_start_pfn */
 	u64 present;		/* pgdat->node_present_pages */
 	u64 spanned;		/* pgdat->node_spanned_pages */
-	u64 node_id;		/* pgdat->node_id */
+	u64 node_id;		/* in: the nid to walk (set by mfd); out: pgdat->node_id */
 	u64 nr_zones;		/* pgdat->nr_zones */
 	struct mfd_zone zones[MFD_NR_ZONES];
 };

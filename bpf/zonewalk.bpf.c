@@ -96,7 +96,6 @@ static __always_inline void mfd_walk_zone(struct mfd_zone *out, u64 zone, u64 *e
 
 TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 {
-	const int nids[MFD_NR_NODES] = MFD_NODE_IDS;
 	struct mfd_snapshot *snap;
 	u64 memcg = 0, err = 0, nr = 0;
 	int zero = 0;
@@ -112,15 +111,16 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 		goto out;
 #endif
 	/*
-	 * Unrolled so that nids[i] is a constant: a loop indexing nids[] makes
-	 * clang place the array in .rodata, which BCC does not relocate (the
-	 * load reads address 0 and the verifier rejects the program on every
-	 * machine with more than one node).
+	 * The node ids to walk are written into nodes[i].node_id by user space
+	 * right after loading.  Not a const array here: clang places one that is
+	 * indexed in a loop in .rodata, which BCC does not relocate (the load
+	 * reads address 0 and the verifier refuses the program on every machine
+	 * with more than one node), and unrolling instead makes the program too
+	 * big for the verifier at a few dozen nodes.
 	 */
-#pragma unroll
 	for (int i = 0; i < MFD_NR_NODES; i++) {
 		struct mfd_node *node = &snap->nodes[i];
-		u64 pgdat = mfd_pgdat(memcg, nids[i], &err);
+		u64 pgdat = mfd_pgdat(memcg, (int)node->node_id, &err);
 
 		node->pgdat = pgdat;
 		if (!pgdat) {

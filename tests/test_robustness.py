@@ -447,7 +447,7 @@ def test_tracefs_cannot_be_mounted_says_what_to_do(tmp_path):
 
 
 @needs_root
-@pytest.mark.parametrize("nodes", [[0, 1], [0, 2, 3]])
+@pytest.mark.parametrize("nodes", [[0, 1], [0, 2, 3], list(range(64))])
 def test_walker_loads_for_several_nodes(monkeypatch, nodes):
     """The node loop passes the verifier with several (and non-contiguous) node ids.
 

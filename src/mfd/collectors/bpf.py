@@ -192,7 +192,6 @@ class BpfCollector:
             "MFD_NR_ORDERS": self.nr_orders,
             "MFD_NR_ZONES": self.nr_zones,
             "MFD_NR_NODES": len(self.nodes),
-            "MFD_NODE_IDS": "{%s}" % ",".join(str(n) for n in self.nodes),
             "MFD_SIZEOF_zone": self.btf.sizeof("zone"),
             "MFD_SIZEOF_free_area": self.btf.sizeof("free_area"),
         }
@@ -232,6 +231,11 @@ class BpfCollector:
         self._leaf = table.Leaf()
         self._key_p = ctypes.byref(self._key)
         self._leaf_p = ctypes.byref(self._leaf)
+        # The walk takes the node ids to visit from the map value itself (see
+        # bpf/zonewalk.bpf.c for why not from a constant array).
+        for i, nid in enumerate(self.nodes):
+            self._leaf.nodes[i].node_id = nid
+        table[self._key] = self._leaf
 
     # -- sampling ---------------------------------------------------------
 
