@@ -22,3 +22,6 @@ setup-test:
 bench: setup
 	.venv/bin/python bench/snapshot.py
 	.venv/bin/python bench/startup.py
+	.venv/bin/python bench/alloc_overhead.py
+	.venv/bin/python bench/events_cpu.py
+	.venv/bin/python bench/record.py
