@@ -36,19 +36,25 @@ def test_same_zones_as_buddyinfo(bpf_collector):
     assert snap.source == "bpf" and snap.pgdat_path in ("kallsyms", "memcg")
 
 
-def test_counts_equal_buddyinfo_within_drift(bpf_collector):
-    """Each /proc/buddyinfo count lies between the two eBPF reads around it."""
+def bracketed(outer, inner, what):
+    """inner()'s counts lie between the two outer() reads around it, in one of TRIES
+    tries (counts move between reads).  Also used by tests/vm/guest_checks.py."""
     worst = None
     for _ in range(TRIES):
-        before = _bpf_counts(bpf_collector.snapshot())
-        buddy = parse_buddyinfo(_read("/proc/buddyinfo"))
-        after = _bpf_counts(bpf_collector.snapshot())
-        outside = [(key, o) for key, counts in buddy.items() for o, n in enumerate(counts)
-                   if not min(before[key][o], after[key][o]) <= n <= max(before[key][o], after[key][o])]
+        before, middle, after = outer(), inner(), outer()
+        assert set(middle) == set(before)
+        outside = [(k, o) for k, counts in middle.items() for o, n in enumerate(counts)
+                   if not min(before[k][o], after[k][o]) <= n <= max(before[k][o], after[k][o])]
         if not outside:
             return
         worst = outside
-    pytest.fail(f"eBPF counts never bracketed /proc/buddyinfo in {TRIES} tries: {worst[:5]}")
+    pytest.fail(f"{what} never bracketed in {TRIES} tries: {worst[:5]}")
+
+
+def test_counts_equal_buddyinfo_within_drift(bpf_collector):
+    """Each /proc/buddyinfo count lies between the two eBPF reads around it."""
+    bracketed(lambda: _bpf_counts(bpf_collector.snapshot()),
+              lambda: parse_buddyinfo(_read("/proc/buddyinfo")), "/proc/buddyinfo")
 
 
 def test_zone_sizes_equal_zoneinfo(bpf_collector):

@@ -23,7 +23,7 @@ import pytest
 import run_matrix
 from conftest import ROOT, run_mfd
 from mfd.collectors.procfs import parse_buddyinfo
-from test_bpf_live import TRIES, _bpf_counts, _read
+from test_bpf_live import _bpf_counts, _read, bracketed
 
 TOPOLOGY = os.environ.get("MFD_VM_TOPOLOGY")
 NODES = [int(n) for n in os.environ.get("MFD_VM_NODES", "0").split(",")]
@@ -36,21 +36,6 @@ pytestmark = [
 
 def _counts(collector):
     return _bpf_counts(collector.snapshot())
-
-
-def _bracketed(outer, inner, what):
-    """inner()'s counts lie between the two outer() reads around it, in one of TRIES
-    tries (counts move between reads)."""
-    worst = None
-    for _ in range(TRIES):
-        before, middle, after = outer(), inner(), outer()
-        assert set(middle) == set(before)
-        outside = [(k, o) for k, counts in middle.items() for o, n in enumerate(counts)
-                   if not min(before[k][o], after[k][o]) <= n <= max(before[k][o], after[k][o])]
-        if not outside:
-            return
-        worst = outside
-    pytest.fail(f"{what} never bracketed in {TRIES} tries: {worst[:5]}")
 
 
 def _rows(block):
@@ -107,13 +92,13 @@ def test_kallsyms_and_memcg_find_the_same_pgdats(bpf_collector, memcg_collector)
 
 def test_kallsyms_and_memcg_give_the_same_snapshot(bpf_collector, memcg_collector):
     """Every memcg count lies between the two kallsyms reads around it."""
-    _bracketed(lambda: _counts(bpf_collector), lambda: _counts(memcg_collector),
+    bracketed(lambda: _counts(bpf_collector), lambda: _counts(memcg_collector),
                "memcg counts by kallsyms reads")
 
 
 def test_memcg_snapshot_equals_buddyinfo_within_drift(memcg_collector):
     """tests/test_bpf_live.py checks the kallsyms walker; the same for memcg."""
-    _bracketed(lambda: _counts(memcg_collector),
+    bracketed(lambda: _counts(memcg_collector),
                lambda: parse_buddyinfo(_read("/proc/buddyinfo")),
                "/proc/buddyinfo counts by memcg reads")
 
