@@ -1,9 +1,17 @@
 """Helpers shared by the benchmark scripts: medians of batches, one-line reports."""
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 from typing import Callable, List
+
+# The test workloads (tests/workloads.py) are test support, not part of mfd.
+TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
+WORKLOADS = os.path.join(TESTS, "workloads.py")
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
 
 
 def per_call_us(fn: Callable[[], object], calls: int, batches: int) -> List[float]:

@@ -10,7 +10,7 @@ rotates each round) so that machine drift hits all alike:
   alloc      mfd --events alloc (on every page allocation: the kprobe path
              where the kernel has kprobes, else kmem:mm_page_alloc)
 
-Two microbenchmarks (mfd.workloads.fault_throughput): base pages (map
+Two microbenchmarks (fault_throughput, tests/workloads.py): base pages (map
 --mib MiB, fault it in with MADV_POPULATE_WRITE, unmap; 4 KiB pages/s) and
 huge pages (the same with MADV_HUGEPAGE: order-9 allocations/s).  Rates are
 per CPU second of the faulting process (the faults, and the BPF programs
@@ -63,7 +63,7 @@ def main() -> int:
                     help="pages per wall-clock second (default: per CPU second of the "
                          "faulting process, which other load disturbs less)")
     a = ap.parse_args()
-    from mfd.workloads import fault_throughput
+    from workloads import fault_throughput
 
     # warm up: the first touches of guest memory cost far more (host faults,
     # deferred struct page init), and THP needs free huge blocks to exist

@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import median  # noqa: E402
+from _common import WORKLOADS, median  # noqa: E402
 
 def cpu_seconds(pid: int) -> float:
     """On-CPU seconds (user + system) of all the process's threads, ns-precise."""
@@ -52,7 +52,7 @@ def measure(mfd, window: int):
 
 def load(what: str, n: int, seconds: float):
     args = {"throughput": ["--mib", "64"], "steal": []}[what]
-    return [subprocess.Popen([sys.executable, "-m", "mfd.workloads", what, *args,
+    return [subprocess.Popen([sys.executable, WORKLOADS, what, *args,
                               "--seconds", str(seconds)], stdout=subprocess.DEVNULL)
             for _ in range(n)]
 

@@ -2,7 +2,7 @@
 """Record a real fragmentation episode on this machine, for the README's pictures.
 
 Runs ``mfd --record OUT.db --events extfrag,compaction`` while it drives the
-workloads of :mod:`mfd.workloads` through phases (seconds from the start):
+workloads of tests/workloads.py through phases (seconds from the start):
 
     0   baseline
     T   fragment: fault in --mib MiB, give back every other page (free memory
@@ -29,7 +29,9 @@ import subprocess
 import sys
 import time
 
-from mfd.workloads import Child, compact_memory
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402,F401  (puts tests/ on the path)
+from workloads import Child, compact_memory  # noqa: E402
 
 
 def log(msg: str) -> None:

@@ -28,9 +28,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))   # synth: layouts and walks
 
 import synth  # noqa: E402
-from mfd.collectors.procfs import ProcfsCollector  # noqa: E402
-from mfd.history import History, Recorder  # noqa: E402
+from mfd.sources.procfs import ProcfsSource  # noqa: E402
+from mfd.derive import Frame  # noqa: E402
 from mfd.model import Sample  # noqa: E402
+from mfd.recording import History  # noqa: E402
+from mfd.sinks.recorder import Recorder  # noqa: E402
 
 BIG = dict(nodes=8, zones=("DMA", "DMA32", "Normal", "Movable"), populated=4)
 
@@ -52,7 +54,7 @@ def measure(path: str, snapshots, n: int, events=None, retain=None) -> dict:
             sample = Sample(snapshot=snap, interval=1.0, seq=i,
                             events=events(i) if events else None)
             t0 = time.perf_counter()
-            rec.emit(sample)
+            rec.emit(Frame(sample))
             costs.append(time.perf_counter() - t0)
             if i == n // 2 - 1:
                 half_bytes = db_bytes(rec)
@@ -67,7 +69,7 @@ def measure(path: str, snapshots, n: int, events=None, retain=None) -> dict:
 
 
 def real_snapshots():
-    collector = ProcfsCollector()
+    collector = ProcfsSource()
     base = time.time()
 
     def snap(i):
@@ -114,7 +116,9 @@ def timed(fn, repeat: int) -> float:
 
 
 def bench_report(folder: str, n: int, repeat: int) -> None:
-    from mfd import report
+    from mfd.report.build import build
+    from mfd.report.exports import Exports
+    from mfd.report.summary import summary_text
     path = os.path.join(folder, "bench-day.db")
     real, _ = real_snapshots()
     walk = synth.random_walk(5)
@@ -125,7 +129,7 @@ def bench_report(folder: str, n: int, repeat: int) -> None:
         snap = synth.snapshot(1.7e9 + i, walk, nodes=len(template.nodes),
                               zones=[z.zone for z in template.nodes[0].zones],
                               populated=sum(1 for z in template.nodes[0].zones if z.populated))
-        rec.emit(Sample(snapshot=snap, interval=1.0, seq=i))
+        rec.emit(Frame(Sample(snapshot=snap, interval=1.0, seq=i)))
     size = db_bytes(rec)
     rec.close()
     print(f"\nreport on {n} samples of 1 s ({n / 86400:.2f} day) of this machine's layout: "
@@ -133,20 +137,20 @@ def bench_report(folder: str, n: int, repeat: int) -> None:
 
     def summary():
         with History(path) as h:
-            report.summary_text(report.build(h))
+            summary_text(build(h))
 
     def charts():
-        from mfd import plots
+        from mfd.report import plots
         with History(path) as h:
-            plots.render_png(report.build(h, charts=True))
+            plots.render_png(build(h, charts=True))
 
     def export(kind):
         def go():
             with History(path) as h:
-                ex = report.Exports(os.devnull if kind == "csv" else None,
-                                    os.devnull if kind == "json" else None, None, None)
+                ex = Exports(os.devnull if kind == "csv" else None,
+                             os.devnull if kind == "json" else None)
                 try:
-                    report.build(h, sink=ex)
+                    build(h, sink=ex)
                 finally:
                     ex.close()
         return go

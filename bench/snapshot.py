@@ -20,11 +20,11 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--batches", type=int, default=15)
     a = ap.parse_args()
-    from mfd.collectors.bpf import BpfCollector
-    from mfd.collectors.procfs import ProcfsCollector
+    from mfd.sources.zonewalk import ZonewalkSource
+    from mfd.sources.procfs import ProcfsSource
 
-    bpf = BpfCollector(note=lambda m: None)
-    proc = ProcfsCollector()
+    bpf = ZonewalkSource(note=lambda m: None)
+    proc = ProcfsSource()
 
     def read_only():
         with open("/proc/buddyinfo") as f:

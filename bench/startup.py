@@ -63,8 +63,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
     a = ap.parse_args()
-    from mfd.btf import BTF
-    from mfd.kheaders import find_header_tree
+    from mfd.kernel.btf import BTF
+    from mfd.kernel.kheaders import find_header_tree
 
     env = dict(os.environ)
     tree = find_header_tree()

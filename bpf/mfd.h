@@ -4,7 +4,7 @@
  *
  * Sizes that depend on the running kernel (number of orders, MAX_NR_ZONES,
  * the nodes to walk) and every struct offset arrive as -D macros computed
- * from the kernel's BTF by src/mfd/collectors/bpf.py.  Nothing here is taken
+ * from the kernel's BTF by src/mfd/sources/zonewalk.py.  Nothing here is taken
  * from kernel headers: BCC may be compiling against another kernel's header
  * tree, whose struct layouts would be wrong for the running kernel.
  *
@@ -52,9 +52,10 @@ struct mfd_snapshot {
 
 /* ====================================================================== */
 /* Event groups: bpf/extfrag.bpf.c, bpf/alloc.bpf.c, bpf/compaction.bpf.c  */
-/* (src/mfd/events/).  Everything is aggregated in maps inside the kernel;  */
-/* user space reads each map once per interval.  Python decodes the values  */
-/* with each table's own ctypes Key/Leaf, so field names here are the API.  */
+/* (src/mfd/sources/events/).  Everything is aggregated in maps inside the  */
+/* kernel; user space reads each map once per interval.  Python decodes     */
+/* the values with each table's own ctypes Key/Leaf, so field names here    */
+/* are the API.                                                             */
 /* ====================================================================== */
 
 #define MFD_COMM_LEN	16	/* TASK_COMM_LEN */

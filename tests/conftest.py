@@ -25,7 +25,7 @@ def debugfs():
     """/sys/kernel/debug mounted (mounts it if needed, as the setup script does)."""
     if not ROOT:
         pytest.skip("needs root to read debugfs")
-    from mfd.tracing import ensure_debugfs
+    from mfd.kernel.tracefs import ensure_debugfs
     if not ensure_debugfs():
         pytest.skip("debugfs cannot be mounted here")
     if not os.path.exists("/sys/kernel/debug/extfrag/extfrag_index"):
@@ -38,7 +38,7 @@ def bpf_collector():
     """One loaded eBPF zone walker for the whole session (compiling costs ~0.4 s)."""
     if not ROOT:
         pytest.skip("needs root to load BPF programs")
-    from mfd.collectors.bpf import BpfCollector
-    c = BpfCollector(note=lambda msg: None)
+    from mfd.sources.zonewalk import ZonewalkSource
+    c = ZonewalkSource(note=lambda msg: None)
     yield c
     c.close()

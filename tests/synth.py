@@ -1,7 +1,7 @@
 """Synthetic snapshots and recordings with known content (tests and bench/).
 
 Everything is built from real model objects and written through the real
-:class:`mfd.history.Recorder`, so a fixture recording is exactly what
+:class:`mfd.sinks.recorder.Recorder`, so a fixture recording is exactly what
 ``mfd --record`` writes.
 """
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 import random
 from typing import Callable, Optional, Sequence
 
-from mfd.history import Recorder
-from mfd.model import NodeSnapshot, Sample, Snapshot, ZoneSnapshot
+from mfd.derive import Frame
+from mfd.model import (AllocOrder, AllocResult, CompactionResult, Events, ExtfragResult,
+                       ExtfragRow, NodeSnapshot, Sample, Snapshot, ZoneSnapshot)
+from mfd.sinks.recorder import Recorder
 
 NR_ORDERS = 11
 THIS_MACHINE = ("DMA", "DMA32", "Normal", "Movable", "Device")   # 3 populated + 2 empty
@@ -66,7 +68,7 @@ def record(path: str, n: int, start: float = 1_700_000_000.0, interval: float = 
         for i in range(n):
             t = start + i * interval
             snap = snapshot(t, lambda node, zone: nr_free(i, t, node, zone), **layout)
-            rec.emit(Sample(snapshot=snap, interval=interval, seq=i, events=events(i)))
+            rec.emit(Frame(Sample(snapshot=snap, interval=interval, seq=i, events=events(i))))
     finally:
         rec.close()
 
@@ -81,13 +83,15 @@ def halves(n: int) -> Callable[[int, float, int, int], list]:
     return counts
 
 
-def event_counts(i: int) -> dict:
-    """Events in the shape mfd.events produces (interval, rates and running totals
-    beside the counts): 2 steals per 1 s sample, a compaction every tenth sample."""
-    return {"interval": 1.0,
-            "extfrag": {"events": 2, "change_ownership": 1, "cumulative": 2 * (i + 1),
-                        "rate": 2.0, "by_process": [{"pid": 1, "comm": "x", "events": 2}]},
-            "alloc": {"probe": "tracepoint", "allocs": 100, "rate": 100.0},
-            "compaction": {"begin": int(i % 10 == 0),
-                           "vmstat": {"compact_stall": int(i % 10 == 0),
-                                      "compact_migrate_scanned": 50}}}
+def event_counts(i: int) -> Events:
+    """Events as mfd.sources.events produces them (interval, rates and running
+    totals beside the counts): 2 steals per 1 s sample, a compaction every tenth."""
+    return Events(1.0, results=(
+        ExtfragResult(events=2, change_ownership=1, cumulative=2 * (i + 1), rate=2.0,
+                      by_process=(ExtfragRow(pid=1, comm="x", events=2, change_ownership=1,
+                                             cumulative=2 * (i + 1), rate=2.0),)),
+        AllocResult(probe="tracepoint", allocs=100, rate=100.0,
+                    by_order=(AllocOrder(order=0, allocs=100, rate=100.0),)),
+        CompactionResult(begin=int(i % 10 == 0),
+                         vmstat={"compact_stall": int(i % 10 == 0),
+                                 "compact_migrate_scanned": 50})))

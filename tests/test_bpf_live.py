@@ -11,8 +11,8 @@ import pytest
 
 from conftest import needs_root
 from mfd import fragindex
-from mfd.collectors.procfs import ProcfsCollector, parse_buddyinfo
-from mfd.render import order_stats
+from mfd.sources.procfs import ProcfsSource, parse_buddyinfo
+from mfd.derive import order_stats
 
 pytestmark = needs_root
 
@@ -60,7 +60,7 @@ def test_counts_equal_buddyinfo_within_drift(bpf_collector):
 def test_zone_sizes_equal_zoneinfo(bpf_collector):
     """start_pfn, spanned, present of every zone (empty ones too) match /proc/zoneinfo."""
     snap = bpf_collector.snapshot()
-    proc = ProcfsCollector().snapshot()
+    proc = ProcfsSource().snapshot()
     key = lambda z: (z.node, z.zone)  # noqa: E731
     bpf_zones = {key(z): z for z in snap.zones()}
     proc_zones = {key(z): z for z in proc.zones()}
@@ -77,7 +77,7 @@ def test_zone_sizes_equal_zoneinfo(bpf_collector):
 
 def test_node_info(bpf_collector):
     snap = bpf_collector.snapshot()
-    proc = ProcfsCollector().snapshot()
+    proc = ProcfsSource().snapshot()
     assert [n.node for n in snap.nodes] == [n.node for n in proc.nodes]
     for n in snap.nodes:
         # a kernel address: the upper half (x86-64 with 5-level paging, as in
@@ -110,9 +110,11 @@ def test_indices_equal_debugfs(bpf_collector, debugfs, kind):
 def test_snapshot_json_has_no_kernel_address(bpf_collector):
     import json
 
-    from mfd.render import View, snapshot_json
+    from mfd.derive import Frame
+    from mfd.model import Sample
+    from mfd.sinks.jsonl import sample_json
     snap = bpf_collector.snapshot()
-    text = json.dumps(snapshot_json(snap, View(), "h", "k"))
+    text = json.dumps(sample_json(Frame(Sample(snap, 1.0, 0)), "h", "k"))
     for n in snap.nodes:
         assert str(n.pgdat) not in text and ("%x" % n.pgdat) not in text
     assert "pgdat\"" not in text.replace("pgdat_path", "")
@@ -120,20 +122,20 @@ def test_snapshot_json_has_no_kernel_address(bpf_collector):
 
 def test_kallsyms_path_says_why_when_unavailable():
     """This kernel has no data symbols: asking for kallsyms explains it."""
-    from mfd import sysfs
-    from mfd.collectors.bpf import BpfCollector
+    from mfd.kernel import facts as sysfs
+    from mfd.sources.zonewalk import ZonewalkSource
     from mfd.errors import KernelUnsupported
     if sysfs.kallsyms_lookup(["node_data", "contig_page_data"]):
         pytest.skip("this kernel has node_data/contig_page_data in kallsyms")
     with pytest.raises(KernelUnsupported, match="KALLSYMS_ALL"):
-        BpfCollector(pgdat_path="kallsyms", load=False)
+        ZonewalkSource(pgdat_path="kallsyms", load=False)
 
 
 def test_load_failure_is_one_clear_error():
     """A compile error becomes SourceUnavailable quoting the compiler, nothing on stderr."""
-    from mfd.collectors.bpf import BpfCollector
+    from mfd.sources.zonewalk import ZonewalkSource
     from mfd.errors import SourceUnavailable
-    c = BpfCollector(load=False, note=lambda m: None)
+    c = ZonewalkSource(load=False, note=lambda m: None)
     c.cflags = c.cflags + ["-DMFD_NR_ORDERS=this_is_not_a_number"]
     with pytest.raises(SourceUnavailable, match="error"):
         c._load()

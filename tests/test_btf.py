@@ -1,4 +1,4 @@
-"""Tests for mfd.btf: a hand-built BTF blob for the format corner cases, the
+"""Tests for mfd.kernel.btf: a hand-built BTF blob for the format corner cases, the
 running kernel's BTF checked against bpftool, and the answer cache."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-import mfd.btf
-from mfd.btf import BTF, BTFError
+import mfd.kernel.btf
+from mfd.kernel.btf import BTF, BTFError
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
@@ -415,7 +415,7 @@ def test_corrupt_cache_is_ignored_and_rewritten(blob_file, tmp_path, garbage):
     assert _answers(btf) == expected
     with open(os.path.join(cache, name)) as f:
         doc = json.load(f)
-    assert doc["format"] == mfd.btf._CACHE_FORMAT
+    assert doc["format"] == mfd.kernel.btf._CACHE_FORMAT
     assert BTF.load(blob_file, cache_dir=cache).cache_state == "hit"
 
 

@@ -242,3 +242,60 @@ def test_pgdat_address_only_on_a_root_terminal():
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PGDAT" in r.stdout and re.search(r"0xffff[0-9a-f]{12}", r.stdout)
+
+
+# -- commands and modes (one pipeline, issue 8) -------------------------------------
+
+
+def test_help_lists_the_commands():
+    r = run_mfd("-h")
+    assert "commands:" in r.stdout
+    for line in ("report FILE.db", "serve [--listen HOST:PORT]"):
+        assert line in r.stdout
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["reprot", "x.db"], "did you mean report?"),
+    (["srve"], "did you mean serve?"),
+    (["nonsense"], "unknown command 'nonsense'"),
+    (["-n", "report", "x.db"], "-n before 'report' is a monitor option"),
+])
+def test_commands_misspelt_or_misplaced(args, msg):
+    r = run_mfd(*args)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["-n", "-z"], "-z does nothing with -n"),
+    (["-n", "-c", "dma32"], "-c does nothing with -n"),
+    (["-n", "-b"], "-b does nothing with -n"),
+    (["-s", "-n"], "-n does nothing with -s"),
+    (["-s", "-z"], "-z does nothing with -s"),
+    (["-s", "-c", "Normal"], "-c does nothing with -s alone"),
+    (["-v", "-n"], "-n does nothing with -v"),
+    (["-v", "-b"], "-b does nothing with -v"),
+    (["--json", "-z"], "-z does nothing with --json"),
+    (["--json", "-n"], "-n does nothing with --json"),
+    (["--alloc-probe", "kprobe"], "--alloc-probe does nothing without the alloc group"),
+    (["--source", "procfs", "--pgdat-path", "memcg"], "--pgdat-path does nothing"),
+    (["--prometheus", "9", "-d", "5"], "does not go with --count, -d"),
+])
+def test_flags_that_do_nothing_are_refused(args, flag):
+    r = run_mfd("--source", "procfs", "--count", "1", *args)
+    assert r.returncode == 2, r.stdout
+    assert flag in r.stderr and r.stderr.count("\n") == 1 and not r.stdout
+
+
+def test_modes_that_do_something_still_run():
+    for args in (["-n", "-i", "0"], ["-z", "-c", "normal"], ["-u", "-b"], ["-e", "-u"],
+                 ["--json", "-c", "Normal"]):
+        r = run_mfd("--source", "procfs", "--count", "1", *args)
+        assert r.returncode == 0, (args, r.stderr)
+
+
+def test_serve_is_a_command(tmp_path):
+    r = run_mfd("serve", "--listen", "nonsense")
+    assert r.returncode == 2 and "--listen wants [HOST:]PORT" in r.stderr
+    r = run_mfd("serve", "-h")
+    assert r.returncode == 0 and "--listen" in r.stdout and "127.0.0.1:9610" in r.stdout

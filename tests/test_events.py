@@ -9,11 +9,12 @@ import pytest
 
 from conftest import run_mfd
 from mfd.errors import UsageError
-from mfd.events import GROUPS, parse_groups
-from mfd.events import kernel
-from mfd.events.maps import log2_hist
-from mfd.events.render import events_text, log2_hist_text, merge_buckets
-from mfd.events.vmstat import VmstatDelta, read_vmstat
+from mfd.kernel import facts as kernel
+from mfd.model import Events
+from mfd.sources.events import GROUPS, parse_groups
+from mfd.sources.events.maps import log2_hist
+from mfd.sinks.events_text import events_text, log2_hist_text, merge_buckets
+from mfd.sources.vmstat import VmstatDelta, read_vmstat
 
 
 @pytest.mark.parametrize("text,groups", [
@@ -78,7 +79,7 @@ def test_migratetype_names_skip_aliases():
 
 
 def test_migratetype_names_from_this_kernels_btf():
-    from mfd.btf import BTF
+    from mfd.kernel.btf import BTF
     btf = BTF.load()
     names = kernel.migratetype_names(btf)
     values = btf.enum_values("migratetype")
@@ -141,7 +142,7 @@ def test_vmstat_of_this_kernel_has_compaction_counters():
 def test_log2_hist_buckets_like_bcc():
     counts = [0] * 40
     counts[0], counts[1], counts[4], counts[11] = 2, 3, 5, 1
-    assert log2_hist(counts) == [{"lo": 0, "hi": 0, "count": 2}, {"lo": 1, "hi": 1, "count": 3},
+    assert [b.to_json() for b in log2_hist(counts)] == [{"lo": 0, "hi": 0, "count": 2}, {"lo": 1, "hi": 1, "count": 3},
                                  {"lo": 8, "hi": 15, "count": 5},
                                  {"lo": 1024, "hi": 2047, "count": 1}]
     text = log2_hist_text(log2_hist(counts), "usecs")
@@ -149,7 +150,7 @@ def test_log2_hist_buckets_like_bcc():
     assert lines[0].split() == ["usecs", ":", "count", "distribution"]
     assert len(lines) == 1 + 12          # slots 0..11, the empty ones in between too
     assert "8 -> 15" in lines[5] and "*" * 40 in lines[5]
-    assert merge_buckets([log2_hist(counts), log2_hist(counts)])[2]["count"] == 10
+    assert merge_buckets([log2_hist(counts), log2_hist(counts)])[2].count == 10
 
 
 SAMPLE_EVENTS = {
@@ -176,7 +177,7 @@ SAMPLE_EVENTS = {
 
 
 def test_events_text_tables():
-    text = events_text(SAMPLE_EVENTS)
+    text = events_text(Events.from_json(SAMPLE_EVENTS))
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
     head = next(line for line in lines if line.lstrip().startswith("PID  "))
@@ -193,15 +194,15 @@ def test_events_text_tables():
 
 def test_events_text_only_loaded_groups():
     only = {"interval": 1.0, "extfrag": dict(SAMPLE_EVENTS["extfrag"], by_process=[], events=0)}
-    text = events_text(only)
+    text = events_text(Events.from_json(only))
     assert text.startswith("extfrag: 0 fallbacks") and "alloc" not in text
 
 
 def test_nothing_runs_at_import():
     import subprocess
     import sys
-    code = ("import sys, mfd.events, mfd.events.groups, mfd.events.render, mfd.events.vmstat, "
-            "mfd.workloads; assert 'bcc' not in sys.modules")
+    code = ("import sys, mfd.sources.events, mfd.sources.events.alloc, mfd.sinks.events_text, "
+            "mfd.sources.vmstat, mfd.cli, workloads; assert 'bcc' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=os.path.dirname(__file__))
     assert r.returncode == 0, r.stderr

@@ -20,8 +20,8 @@ from collections import Counter
 import pytest
 
 from conftest import mfd_argv, needs_root, run_mfd
-from mfd import workloads
-from mfd.workloads import Child
+import workloads
+from workloads import Child
 
 pytestmark = needs_root
 
@@ -44,7 +44,7 @@ class Ftrace:
             f.write(text)
 
     def __enter__(self):
-        from mfd.tracing import ensure_tracefs
+        from mfd.kernel.tracefs import ensure_tracefs
         assert ensure_tracefs()
         os.mkdir(self.dir)
         self._write("buffer_size_kb", str(self.buffer_kb))
@@ -84,15 +84,15 @@ def _observe(c, group, action, *events, **ftrace_kw):
     with Ftrace(*events, **ftrace_kw) as ft:
         c.poll()
         action()
-        ev = c.poll()[group]
+        ev = c.poll().to_json()[group]
         ft.stop()
         return ev, ft.records()
 
 
 def _collector(groups, **kw):
-    from mfd.events import EventCollector
+    from mfd.sources.events import EventSource
     notes = []
-    c = EventCollector(groups, note=notes.append, **kw)
+    c = EventSource(groups, note=notes.append, **kw)
     c.notes = notes
     return c
 
@@ -157,7 +157,7 @@ def test_extfrag_rows_carry_rate_and_cumulative(extfrag_collector):
     c = extfrag_collector
     c.poll()
     _steal_some()
-    first = c.poll()
+    first = c.poll().to_json()
     assert first["interval"] > 0
     ev = first["extfrag"]
     assert ev["rate"] == pytest.approx(ev["events"] / first["interval"], rel=0.01)
@@ -166,12 +166,12 @@ def test_extfrag_rows_carry_rate_and_cumulative(extfrag_collector):
         assert set(r) >= {"pid", "comm", "alloc_order", "fallback_order", "alloc_migratetype",
                           "fallback_migratetype", "events", "change_ownership", "cumulative",
                           "rate"}
-    quiet = c.poll()["extfrag"]
+    quiet = c.poll().to_json()["extfrag"]
     assert quiet["cumulative"] >= ev["cumulative"]
 
 
 def test_alloc_tracepoint_path_counts_match_ftrace():
-    from mfd.events import kernel
+    from mfd.kernel import facts as kernel
     if kernel.kprobes_available():
         pytest.skip("kernel has kprobes: the tracepoint path is not the default here")
     c = _collector(["alloc"])
@@ -198,7 +198,7 @@ def test_alloc_tracepoint_path_counts_match_ftrace():
 
 def test_alloc_kprobe_refused_without_kprobes():
     from mfd.errors import KernelUnsupported
-    from mfd.events import kernel
+    from mfd.kernel import facts as kernel
     if kernel.kprobes_available():
         pytest.skip("this kernel has kprobes (the kernel-matrix VM tests that path)")
     with pytest.raises(KernelUnsupported, match="CONFIG_KPROBES"):
@@ -209,8 +209,8 @@ def test_alloc_kprobe_refused_without_kprobes():
 def test_hash_drain_reads_and_empties_a_map(batch):
     """One BPF_MAP_LOOKUP_AND_DELETE_BATCH, or (older kernels) a walk and deletes."""
     import ctypes
-    from mfd.collectors.bpf import import_bcc
-    from mfd.events.maps import HashDrain, scalar
+    from mfd.ebpf import import_bcc
+    from mfd.sources.events.maps import HashDrain, scalar
     BPF = import_bcc(lambda msg: None)
     b = BPF(text=b"BPF_HASH(t, u32, u64, 64);")
     try:
@@ -229,7 +229,7 @@ def test_hash_drain_reads_and_empties_a_map(batch):
 def test_alloc_programs_pass_this_kernels_verifier(probe):
     """Both variants load into the kernel's verifier (the kprobe one without
     attaching: that needs CONFIG_KPROBES, see tests/vm/ for the real thing)."""
-    from mfd.collectors.bpf import import_bcc
+    from mfd.ebpf import import_bcc
     c = _collector(["alloc"], alloc_probe=probe, alloc_function="__alloc_pages", load=False)
     assert c.alloc_probe == probe
     BPF = import_bcc(lambda msg: None)
@@ -399,3 +399,16 @@ def test_cli_ebpf_prints_the_event_programs():
     assert "TRACEPOINT_PROBE(kmem, mm_page_alloc_extfrag)" in r.stdout
     assert "TRACEPOINT_PROBE(compaction, mm_compaction_end)" in r.stdout
     assert "-DMFD_KCOMPACTD_ZONEIDX=" in r.stdout
+
+
+def test_cli_json_events_filter_always_there_in_the_kernels_spelling():
+    r = run_mfd("-s", "--json", "--count", "1", "-d", "0.3")
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["events"]["filter"] == {"node": None, "zone": None}
+    assert obj["source"] == "bpf"           # -s with --json: the same source as without
+    r = run_mfd("--events", "compaction", "--json", "--count", "1", "-d", "0.3", "-c", "normal")
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["events"]["filter"] == {"node": None, "zone": "Normal"}
+    assert [z["zone"] for n in obj["nodes"] for z in n["zones"]] == ["Normal"]

@@ -13,10 +13,11 @@ import urllib.request
 import pytest
 
 from conftest import mfd_argv, needs_root, run_mfd
-from mfd.collectors.procfs import ProcfsCollector, parse_buddyinfo
+from mfd.sources.procfs import ProcfsSource, parse_buddyinfo
 from mfd.errors import UsageError
-from mfd.exporter import SnapshotCollector, parse_listen
-from mfd.render import View
+from mfd.sinks.exporter import SnapshotCollector, parse_listen
+from mfd.derive import Frame
+from mfd.model import Filter, Sample
 
 prometheus_client = pytest.importorskip("prometheus_client")
 
@@ -37,15 +38,16 @@ def test_parse_listen_rejects(text):
         parse_listen(text)
 
 
-def _registry(collector, view=View()):
+def _registry(source, flt=Filter()):
     reg = prometheus_client.CollectorRegistry(auto_describe=False)
-    reg.register(SnapshotCollector(collector, view, {"version": "t", "source": collector.source,
-                                                     "pgdat_path": "", "kernel": "k"}))
+    reg.register(SnapshotCollector(lambda: Frame(Sample(source.snapshot(), 0.0, 0), flt),
+                                   {"version": "t", "source": source.name,
+                                    "pgdat_path": "", "kernel": "k"}))
     return reg
 
 
 def test_registry_values_match_buddyinfo():
-    reg = _registry(ProcfsCollector())
+    reg = _registry(ProcfsSource())
     with open("/proc/buddyinfo") as f:
         buddy = parse_buddyinfo(f.read())
     for (node, zone), counts in buddy.items():
@@ -63,9 +65,9 @@ def test_registry_values_match_buddyinfo():
 
 
 def test_filters_apply():
-    snap = ProcfsCollector().snapshot()
+    snap = ProcfsSource().snapshot()
     zone = next(z.zone for z in snap.zones() if z.populated)
-    text = prometheus_client.generate_latest(_registry(ProcfsCollector(), View(zone=zone))).decode()
+    text = prometheus_client.generate_latest(_registry(ProcfsSource(), Filter(zone=zone))).decode()
     zones = {line.split('zone="')[1].split('"')[0] for line in text.splitlines()
              if line.startswith("mfd_zone_free_pages{")}
     assert zones == {zone}
@@ -151,7 +153,7 @@ def test_real_prometheus_scrapes_mfd(exporter, tmp_path):
         assert got == want
         present = {(int(r["metric"]["node"]), r["metric"]["zone"]): int(r["value"][1])
                    for r in query("mfd_zone_present_pages")}
-        proc = {(z.node, z.zone): z.present for z in ProcfsCollector().snapshot().zones()
+        proc = {(z.node, z.zone): z.present for z in ProcfsSource().snapshot().zones()
                 if z.populated}
         assert present == proc
         up = query('up{job="mfd"}')
@@ -183,3 +185,21 @@ def test_bad_listen_address_is_usage_error():
 def test_exporter_does_not_silently_drop_other_modes(other):
     r = run_mfd("--source", "procfs", "--prometheus", "9", *other)
     assert r.returncode == 2 and "does not go with" in r.stderr
+
+
+def test_serve_command_scrapes_like_the_alias():
+    port = _free_port()
+    p = subprocess.Popen(mfd_argv("serve", "--listen", f"127.0.0.1:{port}", "--source",
+                                  "procfs", "-c", "normal"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        _wait_for(lambda: p.poll() is None and _get(url), "mfd serve's /metrics")
+        text = _get(url)
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
+    assert p.returncode == 0
+    zones = {line.split('zone="')[1].split('"')[0] for line in text.splitlines()
+             if line.startswith("mfd_zone_free_pages{")}
+    assert zones == {"Normal"} and 'source="procfs"' in text

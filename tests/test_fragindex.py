@@ -251,12 +251,12 @@ def test_reproduces_debugfs_fixture_byte_for_byte():
 def debugfs_extfrag():
     """/sys/kernel/debug/extfrag, mounting debugfs first if needed.
 
-    Mounts the way mfd itself does (mfd.tracing.ensure_debugfs): once, saying so
+    Mounts the way mfd itself does (mfd.kernel.tracefs.ensure_debugfs): once, saying so
     (a warning in the pytest summary), and leaving it mounted.
     """
     if os.geteuid() != 0:
         pytest.skip("needs root to read (and maybe mount) debugfs")
-    from mfd.tracing import ensure_debugfs
+    from mfd.kernel.tracefs import ensure_debugfs
 
     notes = []
     if not ensure_debugfs(notes.append):

@@ -17,11 +17,17 @@ import pytest
 import synth
 from conftest import ROOT, mfd_argv, needs_root, run_mfd
 from mfd.errors import MfdError
-from mfd.history import (APPLICATION_ID, SCHEMA_VERSION, History, HistoryError, Recorder,
-                         format_duration, parse_duration, parse_time)
-from mfd.model import Sample
+from mfd.derive import Frame
+from mfd.durations import format_duration, parse_duration, parse_time
+from mfd.model import Events, ExtfragResult, Filter, Sample
+from mfd.recording import APPLICATION_ID, SCHEMA_VERSION, History, HistoryError
+from mfd.sinks.recorder import Recorder
 
 PGDAT = 0xFFFF8881_2345_6000
+
+
+def _events(i):
+    return Events(1.0, results=(ExtfragResult(events=i),))
 
 
 def _check(path):
@@ -85,27 +91,74 @@ def test_schema_is_versioned_and_queryable(tmp_path):
                          "zone_order WHERE zone = 'Normal' AND sample_id = 1 ORDER BY 1").fetchall()
         assert rows[0] == (0, 4000, -1.0, 0.0) and rows[5] == (5, 0, 0.969, 1.0)
         events = json.loads(c.execute("SELECT events FROM sample WHERE seq = 0").fetchone()[0])
-        assert events == synth.event_counts(0)
+        assert events == synth.event_counts(0).to_json()
+
+
+# The zone_order view of schema 1, as mfd 0.1.0 created it.
+V1_VIEW = """CREATE VIEW zone_order AS
+    SELECT s.time AS time, z.sample_id AS sample_id, z.node AS node, z.zone AS zone,
+           CAST(o.key AS INTEGER) AS "order", o.value AS nr_free,
+           json_extract(z.extfrag, '$[' || o.key || ']') / 1000.0 AS extfrag_index,
+           json_extract(z.unusable, '$[' || o.key || ']') / 1000.0 AS unusable_index
+    FROM zone AS z JOIN sample AS s ON s.id = z.sample_id, json_each(z.nr_free) AS o"""
+
+
+def _as_schema_1(db):
+    with closing(sqlite3.connect(db)) as c:
+        c.executescript("DROP VIEW zone_order;" + V1_VIEW + ";"
+                        "UPDATE meta SET value = '1' WHERE key = 'schema';"
+                        "PRAGMA user_version = 1;")
+
+
+def test_empty_zones_have_no_index_in_the_view(tmp_path):
+    db = str(tmp_path / "r.db")
+    synth.record(db, 2)
+    with closing(sqlite3.connect(db)) as c:
+        empty = c.execute("SELECT DISTINCT populated, extfrag_index, unusable_index FROM "
+                          "zone_order WHERE zone IN ('Movable', 'Device')").fetchall()
+        worst = c.execute("SELECT zone FROM zone_order WHERE \"order\" = 9 "
+                          "ORDER BY unusable_index DESC LIMIT 1").fetchone()[0]
+    assert empty == [(0, None, None)]
+    assert worst not in ("Movable", "Device")
+
+
+def test_schema_1_recordings_are_read_and_upgraded(tmp_path):
+    db = str(tmp_path / "old.db")
+    synth.record(db, 3, nr_free=synth.halves(3), events=synth.event_counts)
+    _as_schema_1(db)
+    with History(db) as h:
+        assert h.version == 1 and len(list(h.samples())) == 3
+    r = run_mfd("report", db)
+    assert r.returncode == 0 and "3 samples" in r.stdout and "(mfd schema 1)" in r.stdout
+    synth.record(db, 2, start=1_800_000_000.0)          # recording to it upgrades it
+    with closing(sqlite3.connect(db)) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert dict(c.execute("SELECT key, value FROM meta"))["schema"] == "2"
+        assert c.execute("SELECT count(*) FROM zone_order WHERE populated = 0 "
+                         "AND unusable_index IS NOT NULL").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM sample").fetchone()[0] == 5
+    with History(db) as h:
+        assert [r.run.id for r in h.samples()] == [1, 1, 1, 2, 2]
 
 
 def test_reader_gives_back_the_samples_written(tmp_path):
     db = str(tmp_path / "r.db")
     walk = synth.random_walk(7)
-    written = [Sample(synth.snapshot(1e9 + i, walk, nodes=2), 1.0, i, events={"x": {"n": i}})
+    written = [Sample(synth.snapshot(1e9 + i, walk, nodes=2), 1.0, i, events=_events(i))
                for i in range(20)]
     rec = Recorder(db, interval=1.0, host="h", kernel="k")
     for s in written:
-        rec.emit(s)
+        rec.emit(Frame(s))
     rec.close()
     with History(db) as h:
         back = [r.sample() for r in h.samples()]
         assert h.runs[1].host == "h" and h.runs[1].kernel == "k"
     assert back == written          # Sample equality ignores pgdat, which is never stored
     with History(db) as h:          # filters keep the samples, narrow the zones
-        recs = list(h.samples(since=1e9 + 5, until=1e9 + 9, node=1, zone="dma32"))
+        recs = list(h.samples(since=1e9 + 5, until=1e9 + 9, flt=Filter(1, "dma32")))
     assert [r.seq for r in recs] == [5, 6, 7, 8, 9]
     assert {(z.node, z.zone) for r in recs for z in r.zones} == {(1, "DMA32")}
-    assert all(r.events == {"x": {"n": r.seq}} for r in recs)
+    assert all(r.events == _events(r.seq) for r in recs)
 
 
 def test_second_run_appends(tmp_path):
@@ -121,7 +174,7 @@ def test_kernel_address_is_never_written(tmp_path):
     db = str(tmp_path / "r.db")
     rec = Recorder(db, interval=1.0)
     for i in range(3):
-        rec.emit(Sample(synth.snapshot(i, synth.random_walk(), source="bpf", pgdat=PGDAT), 1, i))
+        rec.emit(Frame(Sample(synth.snapshot(i, synth.random_walk(), source="bpf", pgdat=PGDAT), 1, i)))
     rec.close()
     _assert_no_address(db, [PGDAT])
 
@@ -144,7 +197,7 @@ def test_kernel_address_from_bpf_is_never_written(tmp_path, bpf_collector):
     assert addresses, "the eBPF walker reported no pgdat address"
     db = str(tmp_path / "r.db")
     rec = Recorder(db, interval=1.0)
-    rec.emit(Sample(snap, 1.0, 0))
+    rec.emit(Frame(Sample(snap, 1.0, 0)))
     rec.close()
     _assert_no_address(db, addresses)
     out = run_mfd("report", db, "--json", "-").stdout + run_mfd("report", db, "--csv", "-").stdout
@@ -158,7 +211,7 @@ def test_retain_drops_old_samples_and_bounds_the_file(tmp_path):
     walk = synth.random_walk()
     sizes = {}
     for i in range(3000):
-        rec.emit(Sample(synth.snapshot(float(i), walk), 1.0, i))
+        rec.emit(Frame(Sample(synth.snapshot(float(i), walk), 1.0, i)))
         if i in (999, 2999):
             rec.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             sizes[i] = os.path.getsize(db)
@@ -224,7 +277,7 @@ def test_bpf_recording_equals_the_printed_table(tmp_path):
     rows = [line.split() for line in r.stdout.splitlines()[2:]]
     printed = [int(row[-6]) for row in rows if len(row) >= 7]  # NR_FREE column
     with History(db) as h:
-        (rec,) = list(h.samples(zone="Normal"))
+        (rec,) = list(h.samples(flt=Filter(zone="Normal")))
     assert list(rec.zones[0].nr_free) == printed
 
 

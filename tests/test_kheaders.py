@@ -6,7 +6,7 @@ import os
 import pytest
 
 from mfd.errors import KernelUnsupported
-from mfd.kheaders import find_header_tree, kernel_arch
+from mfd.kernel.kheaders import find_header_tree, kernel_arch
 
 
 def _touch(path):

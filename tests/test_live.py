@@ -13,9 +13,10 @@ import pytest
 
 import synth
 from conftest import ROOT, mfd_argv, run_mfd
-from mfd.live import Dashboard, abbrev, format_value, render_text
+from mfd.sinks.live import Dashboard, abbrev, format_value, render_text
+from mfd.derive import Frame
 from mfd.model import Sample
-from mfd.render import View
+from mfd.sinks.text import View
 
 MACHINE = dict(zones=synth.THIS_MACHINE, populated=synth.POPULATED)
 BIG = dict(nodes=8, zones=("DMA", "DMA32", "Normal", "Movable"), populated=4)
@@ -26,8 +27,8 @@ def _board(n=20, layout=MACHINE, counts=None, **kw):
     walk = synth.random_walk()
     for i in range(n):
         snap = synth.snapshot(1e9 + i, counts or walk, **layout)
-        board.add(Sample(snap, 1.0, i, events=synth.event_counts(i) if kw.get("utf8", True)
-                         else None))
+        board.add(Frame(Sample(snap, 1.0, i, events=synth.event_counts(i) if kw.get("utf8", True)
+                         else None)))
     return board
 
 
@@ -72,9 +73,9 @@ def test_sparkline_follows_the_index_and_order():
     n = 12
     board = Dashboard(host="h", kernel="k", order=5)
     for i in range(n):       # Normal flips from fragmented to whole halfway
-        board.add(Sample(synth.snapshot(i, lambda node, zone, i=i: synth.halves(n)(i, 0, node,
+        board.add(Frame(Sample(synth.snapshot(i, lambda node, zone, i=i: synth.halves(n)(i, 0, node,
                                                                                       zone)),
-                         1.0, i))
+                         1.0, i)))
     spark = "".join(t for t, _ in board.spark((0, 2), 40))
     assert spark == "\u2588" * 6 + "\u2581" * 6
     board.toggle_index()                                        # extfrag: -1 once a block exists

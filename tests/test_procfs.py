@@ -1,4 +1,4 @@
-"""mfd.collectors.procfs: /proc/buddyinfo + /proc/zoneinfo -> Snapshot.
+"""mfd.sources.procfs: /proc/buddyinfo + /proc/zoneinfo -> Snapshot.
 
 Fixtures (tests/fixtures/proc/<case>/{buddyinfo,zoneinfo}):
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from mfd.collectors import procfs
-from mfd.collectors.procfs import ProcfsCollector, ProcfsError, parse_buddyinfo, parse_zoneinfo
+from mfd.sources import procfs
+from mfd.sources.procfs import ProcfsSource, ProcfsError, parse_buddyinfo, parse_zoneinfo
 from mfd.errors import MfdError
 from mfd.model import NodeSnapshot, Snapshot, ZoneSnapshot
 
@@ -32,7 +32,7 @@ GOOD_CASES = ["one_node", "two_nodes", "empty_zones", "highmem", "odd_spacing"]
 
 
 def snap(case: str) -> Snapshot:
-    collector = ProcfsCollector(str(FIXTURES / case))
+    collector = ProcfsSource(str(FIXTURES / case))
     try:
         return collector.snapshot()
     finally:
@@ -211,7 +211,7 @@ def test_parse_zoneinfo_ignores_unknown_lines():
                                          present=16, managed=8, start_pfn=4096)]
 
 
-# --- ProcfsCollector ------------------------------------------------------------------
+# --- ProcfsSource ------------------------------------------------------------------
 
 def test_snapshot_one_node():
     s = snap("one_node")
@@ -336,7 +336,7 @@ def test_zone_in_buddyinfo_missing_from_zoneinfo(tmp_path):
     root = make_root(tmp_path, fixture_text("one_node", "buddyinfo"), cut)
     with pytest.raises(ProcfsError, match="node 0 zone Normal is in .*buddyinfo but not in "
                                           ".*zoneinfo"):
-        ProcfsCollector(root).snapshot()
+        ProcfsSource(root).snapshot()
 
 
 def test_populated_zone_missing_from_buddyinfo(tmp_path):
@@ -344,7 +344,7 @@ def test_populated_zone_missing_from_buddyinfo(tmp_path):
     root = make_root(tmp_path, buddy, fixture_text("one_node", "zoneinfo"))
     with pytest.raises(ProcfsError, match="node 0 zone Normal is populated in .*zoneinfo but "
                                           "missing from .*buddyinfo"):
-        ProcfsCollector(root).snapshot()
+        ProcfsSource(root).snapshot()
 
 
 def test_buddyinfo_zone_unpopulated_in_zoneinfo(tmp_path):
@@ -352,7 +352,7 @@ def test_buddyinfo_zone_unpopulated_in_zoneinfo(tmp_path):
     root = make_root(tmp_path, buddy, fixture_text("one_node", "zoneinfo"))
     with pytest.raises(ProcfsError, match="node 0 zone Movable is in .*buddyinfo but has no "
                                           "present pages"):
-        ProcfsCollector(root).snapshot()
+        ProcfsSource(root).snapshot()
 
 
 def test_duplicate_zone_in_zoneinfo(tmp_path):
@@ -360,19 +360,19 @@ def test_duplicate_zone_in_zoneinfo(tmp_path):
     movable = zoneinfo[zoneinfo.index("Node 0, zone  Movable"):zoneinfo.index("Node 0, zone   Device")]
     root = make_root(tmp_path, fixture_text("one_node", "buddyinfo"), zoneinfo + movable)
     with pytest.raises(ProcfsError, match="lists node 0 zone Movable twice"):
-        ProcfsCollector(root).snapshot()
+        ProcfsSource(root).snapshot()
 
 
 def test_empty_buddyinfo(tmp_path):
     root = make_root(tmp_path, "", fixture_text("one_node", "zoneinfo"))
     with pytest.raises(ProcfsError, match="lists no zone"):
-        ProcfsCollector(root).snapshot()
+        ProcfsSource(root).snapshot()
 
 
 def test_missing_file(tmp_path):
     shutil.copy(FIXTURES / "one_node" / "zoneinfo", tmp_path / "zoneinfo")
     with pytest.raises(ProcfsError) as e:
-        ProcfsCollector(str(tmp_path)).snapshot()
+        ProcfsSource(str(tmp_path)).snapshot()
     assert str(e.value) == f"cannot read {tmp_path / 'buddyinfo'}: No such file or directory"
 
 
@@ -381,8 +381,8 @@ def test_procfs_error_is_an_mfd_error():
 
 
 def test_collector_interface():
-    c = ProcfsCollector()
-    assert c.source == "procfs" and ProcfsCollector.source == "procfs"
+    c = ProcfsSource()
+    assert c.name == "procfs" and ProcfsSource.name == "procfs"
     assert c.close() is None
 
 
@@ -392,7 +392,7 @@ def test_live_proc():
     """The running kernel's /proc (no root needed)."""
     if not (os.path.exists("/proc/buddyinfo") and os.path.exists("/proc/zoneinfo")):
         pytest.skip("no /proc/buddyinfo or /proc/zoneinfo here")
-    collector = ProcfsCollector()
+    collector = ProcfsSource()
     s = None
     for _ in range(5):                      # a zone may be onlined between the two reads
         try:

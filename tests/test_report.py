@@ -12,8 +12,8 @@ import pytest
 
 import synth
 from conftest import run_mfd
-from mfd.history import History
-from mfd.report import build
+from mfd.recording import History
+from mfd.report.build import build
 
 N = 200            # fixture samples, 1 s apart; zone Normal is fragmented in the first half
 
@@ -95,7 +95,7 @@ def test_errors_are_one_line(fixture_db, args, code, msg):
 def test_missing_and_empty_recordings(tmp_path):
     r = run_mfd("report", str(tmp_path / "nope.db"))
     assert r.returncode == 1 and "no such recording" in r.stderr
-    from mfd.history import Recorder
+    from mfd.sinks.recorder import Recorder
     Recorder(str(tmp_path / "empty.db"), interval=1).close()
     r = run_mfd("report", str(tmp_path / "empty.db"))
     assert r.returncode == 1 and "holds no samples" in r.stderr
@@ -124,7 +124,7 @@ def test_json_export(fixture_db):
     objs = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(objs) == 10 and [o["seq"] for o in objs] == list(range(N - 10, N))
     o = objs[0]
-    assert o["events"] == synth.event_counts(N - 10) and o["host"] == "fixture"
+    assert o["events"] == synth.event_counts(N - 10).to_json() and o["host"] == "fixture"
     normal = [z for n in o["nodes"] for z in n["zones"] if z["zone"] == "Normal"][0]
     assert normal["nr_free"] == synth.WHOLE and normal["unusable_index"] == [0.0] * 11
     assert "pgdat\"" not in r.stdout
@@ -173,7 +173,7 @@ def _pixel(png_bytes, fig, ax, x, y):
 
 
 def _colour(value):
-    from mfd.plots import CMAP
+    from mfd.report.plots import CMAP
     cmap = matplotlib.colormaps[CMAP] if hasattr(matplotlib, "colormaps") \
         else matplotlib.cm.get_cmap(CMAP)
     return cmap(value)[:3]
@@ -181,7 +181,7 @@ def _colour(value):
 
 @needs_matplotlib
 def test_figure_content(fixture_db):
-    from mfd import plots
+    from mfd.report import plots
     rep = _report(fixture_db)
     fig = plots.figure(rep)
     labels = {a.get_label() for a in fig.axes}
@@ -206,7 +206,7 @@ def test_figure_content(fixture_db):
 
 @needs_matplotlib
 def test_png_pixels_show_the_heatmap(fixture_db, tmp_path):
-    from mfd import plots
+    from mfd.report import plots
     rep = _report(fixture_db)
     fig = plots.figure(rep)
     png = plots.render_png(rep, fig)
@@ -249,7 +249,7 @@ def test_html_is_self_contained_with_tables_and_picture(fixture_db, tmp_path):
 
 @needs_matplotlib
 def test_gaps_between_runs_stay_blank(plain_db):
-    from mfd import plots
+    from mfd.report import plots
     rep = _report(plain_db)
     fig = plots.figure(rep)
     data = _axes(fig, "heat:0:Normal").collections[0].get_array()
@@ -260,8 +260,8 @@ def test_gaps_between_runs_stay_blank(plain_db):
 
 @needs_matplotlib
 def test_a_long_recording_is_folded_into_columns(tmp_path):
-    from mfd import plots
-    from mfd.report import MAX_COLUMNS
+    from mfd.report import plots
+    from mfd.report.build import MAX_COLUMNS
     db = str(tmp_path / "long.db")
     synth.record(db, 3000, nr_free=synth.halves(3000))
     rep = _report(db)
@@ -269,3 +269,26 @@ def test_a_long_recording_is_folded_into_columns(tmp_path):
     assert sum(c.zones[(0, 2)][0] for c in rep.columns) == 3000
     cols = _axes(plots.figure(rep), "heat:0:Normal").collections[0].get_array()
     assert cols.reshape(synth.NR_ORDERS, -1).shape[1] == len(rep.columns)
+
+
+def test_csv_marks_empty_zones_and_leaves_their_indices_out(plain_db):
+    r = run_mfd("report", plain_db, "--csv", "-")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    empty = [row for row in rows if row["zone"] in ("Movable", "Device")]
+    assert empty and {(row["populated"], row["extfrag_index"], row["unusable_index"])
+                      for row in empty} == {("0", "", "")}
+    assert {row["populated"] for row in rows if row["zone"] == "Normal"} == {"1"}
+
+
+def test_json_export_filter_in_the_kernels_spelling(fixture_db):
+    r = run_mfd("report", fixture_db, "--json", "-", "-c", "normal", "--since", "-1s")
+    (obj,) = [json.loads(line) for line in r.stdout.splitlines()][-1:]
+    assert [z["zone"] for n in obj["nodes"] for z in n["zones"]] == ["Normal"]
+
+
+def test_alloc_group_is_charted(fixture_db):
+    pytest.importorskip("matplotlib")
+    from mfd.report import plots
+    fig = plots.figure(_report(fixture_db))
+    (ax,) = [a for a in fig.axes if a.get_label() == "events:alloc"]
+    assert {line.get_label() for line in ax.get_lines()} == {"allocs"}

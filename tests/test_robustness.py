@@ -232,8 +232,9 @@ BAD_PROC = {
 
 
 def _procfs_at(monkeypatch, root):
-    from mfd.collectors.procfs import ProcfsCollector
-    monkeypatch.setattr(cli, "open_collector", lambda *a, **k: ProcfsCollector(root))
+    from mfd.sources.procfs import ProcfsSource
+    from mfd.cli import monitor
+    monkeypatch.setattr(monitor, "open_snapshot_source", lambda *a, **k: ProcfsSource(root))
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PROC))
@@ -302,8 +303,11 @@ if HAVE_HYPOTHESIS:
     @given(st.sampled_from(["buddyinfo", "zoneinfo", "both"]), edits, edits)
     def test_damaged_proc_files_parse_or_raise_procfs_error(which, ops_b, ops_z):
         """Any damage to a real buddyinfo/zoneinfo pair: a snapshot or ProcfsError, nothing else."""
-        from mfd.collectors.procfs import ProcfsCollector, ProcfsError
-        from mfd.render import View, snapshot_json, zone_table
+        from mfd.sources.procfs import ProcfsSource, ProcfsError
+        from mfd.derive import Frame
+        from mfd.model import Sample
+        from mfd.sinks.jsonl import sample_json
+        from mfd.sinks.text import View, zone_table
         buddy, zone = _text("buddyinfo"), _text("zoneinfo")
         if which in ("buddyinfo", "both"):
             buddy = _mutate(buddy, ops_b)
@@ -314,12 +318,13 @@ if HAVE_HYPOTHESIS:
                 with open(os.path.join(d, name), "wb") as f:
                     f.write(data)
             try:
-                snap = ProcfsCollector(d).snapshot()
+                snap = ProcfsSource(d).snapshot()
             except ProcfsError as e:
                 assert str(e) and "\n" not in str(e)
                 return
-        zone_table(snap, View())       # whatever parsed also renders
-        json.dumps(snapshot_json(snap, View(), "h", "k"))
+        frame = Frame(Sample(snap, 1.0, 0))
+        zone_table(frame, View())       # whatever parsed also renders
+        json.dumps(sample_json(frame, "h", "k"))
 
 
 # -- no BTF where the reader looks: clear messages ----------------------------------
@@ -328,17 +333,10 @@ if HAVE_HYPOTHESIS:
 @pytest.fixture
 def btf_elsewhere(monkeypatch, tmp_path):
     """Point the BTF reader of both eBPF users at files we control."""
-    from mfd.collectors import bpf
-    real = bpf.BpfCollector
+    from mfd import ebpf
 
     def point(path):
-        monkeypatch.setattr(bpf, "BpfCollector", functools.partial(real, btf_path=str(path)))
-        try:
-            import mfd.events as events
-            monkeypatch.setattr(events, "EventCollector",
-                                functools.partial(events.EventCollector, btf_path=str(path)))
-        except (ImportError, AttributeError):
-            pass
+        monkeypatch.setattr(ebpf, "BTF_PATH", str(path))
         return str(path)
     return point
 
@@ -357,11 +355,11 @@ def _bad_btf_files(tmp_path):
 
 
 def test_missing_or_bad_btf_is_one_clear_error(tmp_path):
-    from mfd.collectors.bpf import BpfCollector
+    from mfd.sources.zonewalk import ZonewalkSource
     from mfd.errors import KernelUnsupported
     for kind, path in _bad_btf_files(tmp_path).items():
         with pytest.raises(KernelUnsupported) as e:
-            BpfCollector(btf_path=str(path), load=False, note=lambda m: None)
+            ZonewalkSource(btf_path=str(path), load=False, note=lambda m: None)
         msg = str(e.value)
         assert "\n" not in msg and "--source procfs" in msg, (kind, msg)
         if kind == "missing":
@@ -453,10 +451,10 @@ def test_walker_loads_for_several_nodes(monkeypatch, nodes):
 
     It once indexed a const array that clang put in .rodata, which BCC does not
     relocate: rejected on every NUMA machine, unseen on this one-node host."""
-    from mfd import sysfs
-    from mfd.collectors.bpf import BpfCollector
+    from mfd.kernel import facts as sysfs
+    from mfd.sources.zonewalk import ZonewalkSource
     monkeypatch.setattr(sysfs, "memory_nodes", lambda sysfs="/sys": list(nodes))
-    c = BpfCollector(pgdat_path="memcg", note=lambda m: None)
+    c = ZonewalkSource(pgdat_path="memcg", note=lambda m: None)
     c.close()
 
 

@@ -30,6 +30,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 __all__ = [
     "ContigPageInfo",
     "fill_contig_page_info",
+    "contig_page_infos",
     "fragmentation_index",
     "unusable_free_index",
     "extfrag_indices",
@@ -84,6 +85,33 @@ def fill_contig_page_info(nr_free: Sequence[int], suitable_order: int) -> Contig
     # Reducing once at the end equals reducing after every step (+ and << are
     # compatible with arithmetic modulo 2^64).
     return ContigPageInfo(free_pages & _U64, total & _U64, suitable & _U64)
+
+
+def contig_page_infos(nr_free: Sequence[int]) -> List[ContigPageInfo]:
+    """:func:`fill_contig_page_info` for every order at once, in one pass.
+
+    ``free_pages`` and ``free_blocks_total`` do not depend on the order, and
+    ``free_blocks_suitable`` for order k is ``nr_free[k] + 2 * suitable(k+1)``
+    (a free block of order k+1 holds two of order k), summed from the top
+    order down.  The same numbers as calling fill_contig_page_info() per
+    order, wrap-around included, in O(orders) instead of O(orders^2): every
+    sink computes them for every zone of every sample.
+    """
+    free_pages = total = 0
+    for order, blocks in enumerate(nr_free):
+        if blocks < 0:
+            raise ValueError(f"negative nr_free[{order}] = {blocks}")
+        total += blocks
+        free_pages += blocks << order
+    free_pages &= _U64
+    total &= _U64
+    out: List[ContigPageInfo] = []
+    suitable = 0
+    for blocks in reversed(nr_free):
+        suitable = (blocks + 2 * suitable) & _U64
+        out.append(ContigPageInfo(free_pages, total, suitable))
+    out.reverse()
+    return out
 
 
 def fragmentation_index(order: int, info: ContigPageInfo,

@@ -22,7 +22,7 @@ import pytest
 
 import run_matrix
 from conftest import ROOT, run_mfd
-from mfd.collectors.procfs import parse_buddyinfo
+from mfd.sources.procfs import parse_buddyinfo
 from test_bpf_live import _bpf_counts, _read, bracketed
 
 TOPOLOGY = os.environ.get("MFD_VM_TOPOLOGY")
@@ -49,8 +49,8 @@ def _blocks(text):
 
 @pytest.fixture(scope="module")
 def memcg_collector():
-    from mfd.collectors.bpf import BpfCollector
-    c = BpfCollector(pgdat_path="memcg", note=lambda msg: None)
+    from mfd.sources.zonewalk import ZonewalkSource
+    c = ZonewalkSource(pgdat_path="memcg", note=lambda msg: None)
     yield c
     c.close()
 
@@ -60,7 +60,7 @@ def memcg_collector():
 
 def test_guest_kernel_has_what_the_host_lacks():
     """Debian's 6.1: kprobes, data symbols in kallsyms, BTF, the booted nodes."""
-    from mfd import sysfs
+    from mfd.kernel import facts as sysfs
     assert os.path.isdir("/sys/bus/event_source/devices/kprobe")
     assert sysfs.kallsyms_lookup(["node_data"])
     assert os.path.exists("/sys/kernel/btf/vmlinux")
@@ -130,8 +130,8 @@ def test_btf_offsets_equal_the_headers():
 
     The header side is the same on any machine, so the runner compiles it once on
     the host (1 s there, 80-100 s under emulation) and hands it over in a file."""
-    from mfd.btf import BTF
-    from mfd.collectors.bpf import _OFFSETS
+    from mfd.kernel.btf import BTF
+    from mfd.sources.zonewalk import _OFFSETS
     build = _matching_headers()
     saved = os.environ.get("MFD_VM_HEADERS")     # the runner compiled them on the host
     if saved and os.path.exists(saved):
@@ -208,16 +208,16 @@ def _touch_memory(mib: int = 64) -> None:
 
 def test_alloc_group_uses_kprobes_and_reports_latency():
     try:
-        from mfd.events import EventCollector
+        from mfd.sources.events import EventSource
     except ImportError:
-        pytest.skip("mfd.events (the allocator probes, issue 3) is not in this tree")
+        pytest.skip("mfd.sources.events (the allocator probes) is not in this tree")
     notes = []
-    c = EventCollector(["alloc"], note=notes.append)
+    c = EventSource(["alloc"], note=notes.append)
     try:
         assert c.alloc_probe == "kprobe", notes
         c.poll()
         _touch_memory()
-        ev = c.poll()["alloc"]
+        ev = c.poll().to_json()["alloc"]
     finally:
         c.close()
     print(notes, {k: v for k, v in ev.items() if k != "by_order"}, ev["by_order"][:2])

@@ -128,7 +128,7 @@ def header_values(build_dir: str, work: str) -> Dict[str, int]:
     give them: compiled with kbuild's flags to assembly, the way the kernel's
     asm-offsets.c is, and read back from the ``->NAME VALUE`` markers.  Names are
     collectors/bpf.py's MFD_OFF_* suffixes plus sizeof_*, nr_* and memory_cgrp_id."""
-    from mfd.collectors.bpf import _OFFSETS
+    from mfd.sources.zonewalk import _OFFSETS
     lines = ["\tOFFSET(%s, %s, %s);" % (macro, st, member) for macro, st, member in _OFFSETS]
     lines += ["\tDEFINE(sizeof_zone, sizeof(struct zone));",
               "\tDEFINE(sizeof_free_area, sizeof(struct free_area));",

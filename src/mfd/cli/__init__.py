@@ -1,0 +1,86 @@
+"""The ``mfd`` command line.  ``main()`` picks the command: the monitor
+(no command, the seed's flags), or one of :data:`COMMANDS`, each a module
+here with its own parser, typed configuration and ``main(argv, debug)``.
+
+Nothing imports this package: it is the top of mfd's one-way imports
+(cli -> sinks/report -> derive -> model; cli -> sources -> kernel/ebpf -> model).
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import List, Optional
+
+from ..errors import UsageError
+from . import common, monitor, report, serve
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# A new command is a module in this package (USAGE, SUMMARY, main) and one line here.
+COMMANDS = {"report": report, "serve": serve}
+
+def build_parser():
+    """The monitor's parser, its -h listing every command."""
+    return monitor.build_parser([(m.USAGE, m.SUMMARY) for m in COMMANDS.values()])
+
+
+# Monitor flags that do nothing when serving metrics (--prometheus).
+_NOT_WITH_SERVE = (("record", "--record"), ("visual", "-v"), ("json", "--json"),
+                   ("nodes", "-n"), ("count", "--count"), ("retain", "--retain"), ("detail", "-z"),
+                   ("extfrag", "-e"), ("unusable", "-u"), ("bar", "-b"))
+
+
+def _unknown_command(name: str) -> UsageError:
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.6)
+    hint = f": did you mean {close[0]}?" if close else \
+        f" (commands: {', '.join(COMMANDS)}; the monitor takes no arguments)"
+    return UsageError(f"unknown command {name!r}{hint}")
+
+
+def _options_before(args, parser) -> List[str]:
+    """Monitor options given before a command (they would be lost): their flags."""
+    out = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version", "debug"):
+            continue
+        if getattr(args, action.dest, None) != action.default:
+            out.append(action.option_strings[0])
+    return out
+
+
+def _monitor(args) -> int:
+    if args.prometheus:
+        if args.extfrag_events or args.events:
+            raise UsageError("-s and --events do not go with --prometheus (it serves snapshots)")
+        clash = [flag for dest, flag in _NOT_WITH_SERVE if getattr(args, dest)]
+        # -d, --alloc-probe: given other than their defaults (one snapshot per scrape)
+        clash += [flag for flag, on in (("-d", args.interval != 2.0),
+                                        ("--alloc-probe", args.alloc_probe != "auto")) if on]
+        if clash:
+            raise UsageError(f"--prometheus serves metrics until stopped; it does not go "
+                             f"with {', '.join(clash)}")
+        return serve.run(serve.config(args, "--prometheus"))
+    cfg = monitor.config(args)
+    if args.ebpf:
+        return monitor.print_programs(cfg)
+    return monitor.run(cfg)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # -h, --version, usage errors
+        return e.code if isinstance(e.code, int) else 2
+    if args.command is not None:
+        command = COMMANDS.get(args.command)
+        if command is None:
+            return common.fail(_unknown_command(args.command))
+        before = _options_before(args, parser)
+        if before:
+            return common.fail(UsageError(
+                f"{before[0]} before {args.command!r} is a monitor option: give "
+                f"{args.command}'s options after it (mfd {args.command} -h)"))
+        return command.main(args.args, debug=args.debug)
+    return common.finish(lambda: _monitor(args), args.debug)

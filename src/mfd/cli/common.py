@@ -1,0 +1,161 @@
+"""What every subcommand shares: the parser class, option types and groups,
+and :func:`finish`, which turns how a command ended into an exit status.
+
+Exit status: 0 normal end (also Ctrl-C, SIGTERM, SIGHUP, a closed pipe),
+1 runtime failure, 2 usage error.  No traceback without --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Callable
+
+from ..durations import parse_duration
+from ..errors import MfdError
+from ..sources import SNAPSHOT_SOURCES
+from ..term import note, one_line
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: end like Ctrl-C.
+
+    A BaseException, like KeyboardInterrupt, so that ``except Exception``
+    around a step that may fail (BCC's compile and load, say) lets it through
+    instead of taking it for that step's failure and carrying on."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2) that say where help is."""
+
+    def error(self, message):  # one line, then exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: {one_line(message)} (see {self.prog} -h)\n")
+
+
+def parser(prog: str, description: str, epilog: str) -> Parser:
+    return Parser(prog=prog, description=description, epilog=epilog,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+# -- option types ---------------------------------------------------------------
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if not (v > 0) or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {text!r}")
+    return v
+
+
+def duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
+def node_id(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"node id must be an integer: {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"node id must be >= 0: {text!r}")
+    return v
+
+
+def ranged(convert, what: str, lo, hi=None):
+    """An argparse type: ``convert(text)`` within ``lo <= v`` (and ``v < hi``)."""
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+        if v < lo or (hi is not None and not v < hi):
+            bound = f">= {lo}" if hi is None else f"from {lo} up to (not incl.) {hi}"
+            raise argparse.ArgumentTypeError(f"must be {bound}: {text!r}")
+        return v
+    return parse
+
+
+# -- option groups ----------------------------------------------------------------
+
+ZONE_HELP = ("only zones named NAME (DMA, DMA32, Normal, HighMem, Movable, Device; any case)")
+
+
+def add_filter(p: argparse.ArgumentParser, zone_help: str = ZONE_HELP) -> None:
+    """-i/-c, the seed's node and zone filter."""
+    p.add_argument("-i", "--node", type=node_id, metavar="ID", help="only node ID")
+    p.add_argument("-c", "--zone", metavar="NAME", help=zone_help)
+
+
+def add_source(p: argparse.ArgumentParser) -> None:
+    """Where snapshots come from."""
+    p.add_argument("--source", choices=SNAPSHOT_SOURCES, default="auto",
+                   help="where snapshots come from (default auto: bpf, else procfs)")
+    p.add_argument("--pgdat-path", choices=("auto", "kallsyms", "memcg"), default="auto",
+                   help="how the eBPF walker finds each node's pglist_data (default auto)")
+
+
+def add_debug(p: argparse.ArgumentParser, what: str = "show tracebacks and BCC's output"):
+    p.add_argument("--debug", action="store_true", help=what)
+
+
+# -- ending ---------------------------------------------------------------------------
+
+_END_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_signal(signum, frame):
+    # The first signal ends mfd; more while it cleans up are ignored (bcc's
+    # habit): one arriving inside BCC's detach would leave it half done.
+    for sig in _END_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated()
+
+
+def fail(e: MfdError) -> int:
+    """Say ``e`` in one line; its exit status."""
+    note(str(e))
+    return e.exit_code
+
+
+def finish(body: Callable[[], int], debug: bool = False) -> int:
+    """Run a command's ``body`` and turn how it ends into an exit status."""
+    for sig in _END_SIGNALS:
+        signal.signal(sig, _on_signal)
+    try:
+        return body()
+    except (KeyboardInterrupt, Terminated):
+        return 0
+    except BrokenPipeError:
+        # The reader went away (mfd | head): end quietly, and keep Python from
+        # complaining when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except MfdError as e:
+        if debug:
+            raise
+        return fail(e)
+    except Exception as e:  # a bug: one line, traceback on request
+        if debug:
+            raise
+        note(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+        return 1

@@ -1,0 +1,153 @@
+"""``mfd report FILE.db``: summary, charts and exports of a recording."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import List, Optional
+
+from ..durations import parse_time
+from ..errors import MfdError, UsageError
+from ..model import Filter
+from ..recording import History
+from ..report.build import build
+from ..report.exports import Exports
+from ..report.html import html_page
+from ..report.summary import _stamp, summary_text
+from ..term import note
+from . import common
+
+USAGE = "report FILE.db"
+SUMMARY = "summary, charts and exports of a recording (mfd report -h)"
+
+PLOT_HINT = ("charts need matplotlib: pip install 'mfd[plot]' "
+             "(or apt-get install python3-matplotlib / dnf install python3-matplotlib)")
+
+EPILOG = """\
+examples:
+  mfd report frag.db                       summary: span, worst zones and orders, events
+  mfd report frag.db --html frag.html      the same with charts, in one self-contained file
+  mfd report frag.db --png frag.png -c Normal --since -1h    last hour, zone Normal only
+  mfd report frag.db --csv - | head        one row per sample, zone and order
+  mfd report frag.db --json out.jsonl      one object per sample, shaped like mfd --json
+
+times (--since/--until): '2024-05-01 12:00[:SS]', 12:00 (today), @EPOCH, or -15m
+(counted back from the last sample).  Times are local.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = common.parser("mfd report", "Summarize, chart and export a recording made with "
+                      "mfd --record.", EPILOG)
+    p.add_argument("file", metavar="FILE.db", help="the recording")
+    p.add_argument("--since", metavar="TIME", help="only samples at or after TIME")
+    p.add_argument("--until", metavar="TIME", help="only samples at or before TIME")
+    common.add_filter(p, "only zones named NAME (any case)")
+    p.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML report")
+    p.add_argument("--png", metavar="OUT.png", help="write the charts as a PNG image")
+    p.add_argument("--csv", metavar="OUT.csv", help="export samples as CSV ('-': stdout)")
+    p.add_argument("--json", metavar="OUT.jsonl",
+                   help="export samples as JSON lines ('-': stdout)")
+    p.add_argument("--order", type=common.ranged(int, "an integer", 0), default=4,
+                   metavar="N", help="order the summary ranks zones by (default 4)")
+    p.add_argument("--threshold", type=common.ranged(float, "a number", 0, 1), default=0.5,
+                   metavar="X", help="unusable_index counted as bad above X (default 0.5)")
+    common.add_debug(p, "show tracebacks")
+    return p
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    file: str
+    since: Optional[str] = None
+    until: Optional[str] = None
+    filter: Filter = Filter()
+    html: Optional[str] = None
+    png: Optional[str] = None
+    csv: Optional[str] = None
+    json: Optional[str] = None
+    order: int = 4
+    threshold: float = 0.5
+    debug: bool = False
+
+
+def config(args) -> ReportConfig:
+    if args.csv == "-" and args.json == "-":
+        raise UsageError("only one of --csv and --json can write to stdout")
+    return ReportConfig(args.file, args.since, args.until, Filter(args.node, args.zone),
+                        args.html, args.png, args.csv, args.json, args.order, args.threshold,
+                        args.debug)
+
+
+def _resolve(flt: Filter, hist: History, path: str) -> Filter:
+    try:
+        return flt.resolve(*hist.names(), where=path)
+    except UsageError as e:
+        raise UsageError(f"no populated zone matches -i/-c in {path}: {e}") from None
+
+
+def run(cfg: ReportConfig) -> int:
+    charts = bool(cfg.html or cfg.png)
+    plots = None
+    if charts:
+        try:
+            from ..report import plots
+        except ImportError:
+            plots = None
+    with History(cfg.file) as hist:
+        first, last, count = hist.bounds()
+        if not count:
+            raise MfdError(f"{cfg.file} holds no samples yet")
+        try:
+            since = parse_time(cfg.since, last) if cfg.since else None
+            until = parse_time(cfg.until, last) if cfg.until else None
+        except ValueError as e:
+            raise UsageError(str(e))
+        if since is not None and until is not None and since > until:
+            raise UsageError("--since is after --until")
+        flt = _resolve(cfg.filter, hist, cfg.file)
+        exports = Exports(cfg.csv, cfg.json, flt)
+        try:
+            rep = build(hist, since, until, flt, cfg.threshold, cfg.order,
+                        charts=plots is not None, sink=exports)
+        finally:
+            exports.close()
+    if not rep.samples:
+        raise MfdError(f"no samples in {cfg.file} between {cfg.since or 'the start'} and "
+                       f"{cfg.until or 'the end'} (it spans {_stamp(first)} .. {_stamp(last)})")
+    if not rep.zones:
+        raise UsageError(f"no populated zone matches -i/-c in {cfg.file}")
+    # Files first: a summary piped into head must not cost the charts.
+    if charts and plots is not None:
+        png = plots.render_png(rep)
+        for path, data in ((cfg.png, png), (cfg.html, None)):
+            if not path:
+                continue
+            try:
+                if data is not None:
+                    with open(path, "wb") as f:
+                        f.write(data)
+                else:
+                    with open(path, "w", encoding="utf-8") as f:
+                        f.write(html_page(rep, png))
+            except OSError as e:
+                raise MfdError(f"cannot write {path}: {e.strerror}") from None
+            note(f"wrote {path}")
+    if "-" not in (cfg.csv, cfg.json):
+        print(summary_text(rep), flush=True)
+    if charts and plots is None:
+        raise MfdError(PLOT_HINT)
+    return 0
+
+
+def main(argv: List[str], debug: bool = False) -> int:
+    """``mfd report ...``; the exit status."""
+    argv = list(argv)
+    for i, arg in enumerate(argv[:-1]):     # "--since -15m": argparse would take -15m
+        if arg in ("--since", "--until") and argv[i + 1].startswith("-"):  # for an option
+            argv[i:i + 2] = [f"{arg}={argv[i + 1]}", ""]
+    argv = [a for a in argv if a != ""] + (["--debug"] if debug else [])
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    return common.finish(lambda: run(config(args)), args.debug)

@@ -1,0 +1,81 @@
+"""``mfd serve``: the Prometheus exporter, one snapshot per scrape
+(``mfd --prometheus [HOST:]PORT`` is the same)."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import List
+
+from .. import __version__
+from ..derive import Frame
+from ..model import Filter, Sample
+from ..sinks.exporter import DEFAULT_PORT, parse_listen, serve
+from ..sources import open_snapshot_source
+from ..term import note
+from . import common
+
+USAGE = "serve [--listen HOST:PORT]"
+SUMMARY = "Prometheus metrics, one snapshot per scrape (mfd serve -h)"
+
+EPILOG = f"""\
+examples:
+  sudo mfd serve                           /metrics on 127.0.0.1:{DEFAULT_PORT}
+  sudo mfd serve --listen 0.0.0.0:{DEFAULT_PORT}     on every interface
+  mfd serve --source procfs --listen 19610 without root: from /proc
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = common.parser("mfd serve", "Serve Prometheus metrics: each scrape takes one "
+                      "snapshot, nothing runs between scrapes.", EPILOG)
+    p.add_argument("--listen", metavar="[HOST:]PORT", default=str(DEFAULT_PORT),
+                   help=f"address to listen on (default 127.0.0.1:{DEFAULT_PORT}; "
+                        "no host means loopback)")
+    common.add_filter(p)
+    common.add_source(p)
+    common.add_debug(p)
+    return p
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    listen: str = str(DEFAULT_PORT)
+    filter: Filter = Filter()
+    source: str = "auto"
+    pgdat_path: str = "auto"
+    debug: bool = False
+    flag: str = "--listen"          # how the address was given, for messages
+
+
+def config(args, flag: str = "--listen") -> ServeConfig:
+    listen = args.prometheus if flag == "--prometheus" else args.listen
+    parse_listen(listen, flag)      # a bad address is a usage error, before any loading
+    if args.pgdat_path != "auto" and args.source == "procfs":
+        from ..errors import UsageError
+        raise UsageError("--pgdat-path does nothing with --source procfs")
+    return ServeConfig(listen, Filter(args.node, args.zone), args.source,
+                       args.pgdat_path, args.debug, flag)
+
+
+def run(cfg: ServeConfig) -> int:
+    source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, note)
+    try:
+        flt = cfg.filter.resolve_in(source.snapshot())
+
+        def take() -> Frame:
+            return Frame(Sample(source.snapshot(), 0.0, 0), flt)
+
+        return serve(take, {"version": __version__, "source": source.name,
+                            "pgdat_path": getattr(source, "pgdat_path", None) or "",
+                            "kernel": os.uname().release}, cfg.listen, note)
+    finally:
+        source.close()
+
+
+def main(argv: List[str], debug: bool = False) -> int:
+    try:
+        args = build_parser().parse_args(list(argv) + (["--debug"] if debug else []))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    return common.finish(lambda: run(config(args)), args.debug)

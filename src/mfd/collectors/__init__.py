@@ -1,1 +1,0 @@
-"""Snapshot sources: ``bpf`` (eBPF zone walker) and ``procfs`` (/proc/buddyinfo + zoneinfo)."""

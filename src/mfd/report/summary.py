@@ -1,0 +1,123 @@
+"""The terminal summary of a report: span, worst zones and orders, events."""
+from __future__ import annotations
+
+import time
+from typing import List, Tuple
+
+from ..durations import format_duration
+from ..fragindex import format_index
+from ..sinks.table import table
+from .build import Report, ZoneSummary
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _runs_line(rep: Report) -> str:
+    hosts = sorted({(r.host, r.kernel) for r in rep.runs})
+    sources = sorted({r.source + (f" (pgdat via {r.pgdat_path})" if r.pgdat_path else "")
+                      for r in rep.runs})
+    intervals = sorted({r.interval for r in rep.runs})
+    return (f"{len(rep.runs)} run{'s' if len(rep.runs) != 1 else ''}: "
+            + ", ".join(f"{h}, kernel {k}" for h, k in hosts) + "; "
+            + ", ".join(sources) + "; every "
+            + ", ".join(f"{i:g} s" for i in intervals))
+
+
+def worst_zones(rep: Report) -> List[ZoneSummary]:
+    o = rep.order
+    return sorted(rep.zones.values(), key=lambda s: (
+        -(s.above[o] if o < s.nr_orders else 0),
+        -(s.unusable_mean(o) if o < s.nr_orders else 0), s.node, s.zone_idx))
+
+
+def worst_orders(rep: Report, limit: int = 10) -> List[Tuple[ZoneSummary, int]]:
+    """(zone, order) pairs, order >= 1, most time above the threshold first, then mean index."""
+    pairs = [(s, o) for s in rep.zones.values() for o in range(1, s.nr_orders)]
+    pairs.sort(key=lambda p: (-p[0].above[p[1]], -p[0].unusable_mean(p[1]),
+                              p[0].node, p[0].zone_idx, p[1]))
+    return pairs[:limit]
+
+
+def _idx(v: float) -> str:
+    return format_index(int(round(v)))
+
+
+def zone_rows(rep: Report) -> Tuple[List[str], List[list]]:
+    o, thr = rep.order, format_index(rep.threshold)
+    headers = ["NODE", "ZONE", "MANAGED", "FREE_MIN", "FREE_MAX", f"MEAN@{o}", f"MAX@{o}",
+               f">{thr}@{o}", "SHARE"]
+    rows = []
+    for s in worst_zones(rep):
+        has = o < s.nr_orders
+        rows.append([s.node, s.zone, s.managed, s.free_min, s.free_max,
+                     _idx(s.unusable_mean(o)) if has else "-",
+                     format_index(s.unusable_max[o]) if has else "-",
+                     format_duration(s.above[o]) if has else "-",
+                     _share(s.above[o], s.seconds) if has else "-"])
+    return headers, rows
+
+
+def order_rows(rep: Report, pairs) -> Tuple[List[str], List[list]]:
+    thr = format_index(rep.threshold)
+    headers = ["NODE", "ZONE", "ORDER", "NR_FREE_MIN", "NR_FREE_MAX", "MEAN", "MAX",
+               f">{thr}", "NO_BLOCK"]
+    rows = [[s.node, s.zone, o, s.nr_free_min[o], s.nr_free_max[o], _idx(s.unusable_mean(o)),
+             format_index(s.unusable_max[o]), format_duration(s.above[o]),
+             format_duration(s.no_block[o])] for s, o in pairs]
+    return headers, rows
+
+
+def _count(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
+
+
+def _rate(v: float) -> str:
+    return f"{v:.0f}/s" if v >= 100 else f"{v:.3g}/s"
+
+
+def event_rows(rep: Report, zeros: bool = False) -> List[list]:
+    """[name, total, rate] of every event counter (``zeros``: those that stayed 0 too)."""
+    span = rep.event_seconds
+    return [[k, _count(v), _rate(v / span) if span else "-"]
+            for k, v in sorted(rep.events.items()) if v or zeros]
+
+
+def _indented(headers, rows) -> str:
+    return "\n".join("  " + line for line in table(rows, headers).splitlines())
+
+
+def summary_text(rep: Report) -> str:
+    span = rep.last - rep.first
+    thr = format_index(rep.threshold)
+    out = [f"recording  {rep.path} (mfd schema {rep.version})",
+           f"runs       {_runs_line(rep)}",
+           f"span       {_stamp(rep.first)} .. {_stamp(rep.last)} ({format_duration(span)}), "
+           f"{rep.samples} samples",
+           "",
+           f"zones, worst first: time with unusable_index > {thr} at order {rep.order}",
+           _indented(*zone_rows(rep)),
+           "",
+           "worst orders (NO_BLOCK: time with no free block of that order or larger)",
+           _indented(*order_rows(rep, worst_orders(rep))),
+           ""]
+    if rep.events:
+        rows = event_rows(rep)
+        width = max([5] + [len(r[0]) for r in rows])
+        zero = len(rep.events) - len(rows)
+        out.append(f"events: totals over {rep.event_samples} samples with events"
+                   + (f" ({zero} other counters stayed 0)" if zero else ""))
+        out += [f"  {name:<{width}}  {total:>12}  {rate:>10}" for name, total, rate in
+                [("EVENT", "TOTAL", "RATE")] + rows]
+        out.append("")
+    else:
+        out += ["events     none recorded (record with mfd -s/--events to add them)", ""]
+    out.append("MANAGED, FREE_* in pages; NR_FREE_* in blocks; MEAN, MAX: unusable_index; "
+               "unusable_index\nnever falls as the order rises: above the threshold at order "
+               f"{rep.order} is above it at every higher order.")
+    return "\n".join(out)

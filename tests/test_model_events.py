@@ -1,0 +1,103 @@
+"""The contract of the typed event results: the JSON shape of --json and of
+recordings (the README's keys), the way back from JSON, and the counts that
+reports, charts and the live view read."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mfd.model import (GROUPS, RESULT_TYPES, AllocFailure, AllocOrder, AllocResult,
+                       CompactionResult, CompactionZone, DirectCompaction, Events, ExtfragResult,
+                       ExtfragRow, Filter, HistBucket, KcompactdWake)
+from mfd.sources.events import GROUP_TYPES
+
+# The keys mfd has written since schema 1, in order (README: Events, --json).
+SHAPES = {
+    ExtfragResult: ["events", "change_ownership", "cumulative", "rate", "dropped", "by_process"],
+    ExtfragRow: ["pid", "comm", "alloc_order", "fallback_order", "alloc_migratetype",
+                 "fallback_migratetype", "events", "change_ownership", "cumulative", "rate"],
+    AllocResult: ["probe", "function", "allocs", "failures", "rate", "dropped", "by_order",
+                  "failures_by_process"],
+    AllocOrder: ["order", "allocs", "failures", "rate"],
+    AllocFailure: ["pid", "comm", "order", "failures"],
+    CompactionResult: ["begin", "end", "by_zone", "direct", "direct_stalls", "kcompactd_wake",
+                       "kcompactd", "unmatched_end", "dropped", "vmstat"],
+    CompactionZone: ["node", "zone", "begin", "runs", "duration_ns", "max_ns", "status"],
+    DirectCompaction: ["pid", "comm", "order", "count", "stall_ns", "hist_us"],
+    KcompactdWake: ["node", "order", "highest_zone", "wakes"],
+    HistBucket: ["lo", "hi", "count"],
+}
+
+FULL = Events(2.0, Filter(0, "Normal"), (
+    ExtfragResult(3, 2, 10, 1.5, 0, (ExtfragRow(4242, "page-tables", 0, 10, "Unmovable",
+                                                "Movable", 3, 2, 10, 1.5),)),
+    AllocResult("kprobe", "__alloc_pages", 100, 1, 50.0, 0,
+                (AllocOrder(0, 100, 1, 50.0, 30000, 297, (HistBucket(256, 511, 101),)),),
+                (AllocFailure(1, "init", 0, 1),)),
+    CompactionResult(1, 1, (CompactionZone(0, "Normal", 1, 1, 5000, 5000, {"success": 1}),),
+                     (DirectCompaction(77, "thp", 9, 1, 2500000, (HistBucket(2048, 4095, 1),)),),
+                     1, 2, (KcompactdWake(0, 9, "Normal", 2),), 0, 0,
+                     {"compact_stall": 1, "compact_fail": 0})))
+
+
+def test_every_group_has_a_result_type_and_a_source():
+    assert GROUPS == ("extfrag", "alloc", "compaction")
+    assert [t.NAME for t in RESULT_TYPES] == list(GROUPS)
+    assert sorted(GROUP_TYPES) == sorted(GROUPS)
+
+
+@pytest.mark.parametrize("cls", sorted(SHAPES, key=lambda c: c.__name__))
+def test_json_keys_are_the_documented_ones(cls):
+    assert list(cls().to_json()) == SHAPES[cls]
+
+
+def test_latency_fields_only_on_the_kprobe_path():
+    assert list(AllocOrder(0, 1, 0, 1.0).to_json()) == SHAPES[AllocOrder]
+    assert list(AllocOrder(0, 1, 0, 1.0, 5, 5, ()).to_json()) == \
+        SHAPES[AllocOrder] + ["latency_ns", "avg_ns", "hist_ns"]
+
+
+def test_events_round_trip_through_json():
+    text = json.dumps(FULL.to_json())
+    back = Events.from_json(json.loads(text))
+    assert back == FULL
+    doc = json.loads(text)
+    assert list(doc) == ["interval", "filter", "extfrag", "alloc", "compaction"]
+    assert doc["filter"] == {"node": 0, "zone": "Normal"}
+
+
+def test_filter_is_always_there():
+    assert Events(1.0).to_json()["filter"] == {"node": None, "zone": None}
+
+
+def test_counts_are_the_interval_counts_only():
+    counts = FULL.counts()
+    assert counts == {
+        "extfrag.events": 3, "extfrag.change_ownership": 2, "extfrag.dropped": 0,
+        "alloc.allocs": 100, "alloc.failures": 1, "alloc.dropped": 0,
+        "compaction.begin": 1, "compaction.end": 1, "compaction.direct_stalls": 1,
+        "compaction.kcompactd_wake": 2, "compaction.unmatched_end": 0, "compaction.dropped": 0,
+        "compaction.vmstat.compact_stall": 1, "compaction.vmstat.compact_fail": 0}
+    assert not any(k.endswith((".rate", ".cumulative", "interval")) for k in counts)
+    assert set(FULL.headline()) <= set(counts)
+
+
+@pytest.mark.parametrize("bad", [
+    {"interval": "1"},
+    {"interval": 1, "extfrag": {"events": "3"}},
+    {"interval": 1, "extfrag": {"by_process": {}}},
+    {"interval": 1, "extfrag": {"by_process": [{"comm": 5}]}},
+    {"interval": 1, "compaction": {"vmstat": {"compact_stall": "x"}}},
+    {"interval": 1, "alloc": {"events": True, "allocs": True}},
+    [],
+])
+def test_malformed_json_is_refused(bad):
+    with pytest.raises(ValueError):
+        Events.from_json(bad)
+
+
+def test_unknown_groups_and_keys_are_skipped():
+    ev = Events.from_json({"interval": 1, "future": {"x": 1},
+                           "extfrag": {"events": 1, "new_key": 2}})
+    assert [r.NAME for r in ev] == ["extfrag"] and ev.get("extfrag").events == 1
