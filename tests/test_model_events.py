@@ -101,3 +101,30 @@ def test_unknown_groups_and_keys_are_skipped():
     ev = Events.from_json({"interval": 1, "future": {"x": 1},
                            "extfrag": {"events": 1, "new_key": 2}})
     assert [r.NAME for r in ev] == ["extfrag"] and ev.get("extfrag").events == 1
+
+
+@pytest.mark.parametrize("cls", sorted(SHAPES, key=lambda c: c.__name__))
+def test_every_field_can_be_read_back_and_checked(cls):
+    """A field type from_json cannot check would pass bad recordings through (or,
+    before _CHECKS, fail with a KeyError): every field is nested or checkable."""
+    from dataclasses import fields
+
+    from mfd.model.events import _CHECKS, field_kind
+    for f in fields(cls):
+        if f.name in cls.NESTED:
+            continue
+        kind, _ = field_kind(f)
+        assert kind in _CHECKS, f"{cls.__name__}.{f.name}: {kind}"
+
+
+def test_an_uncheckable_field_type_is_a_type_error_not_bad_input():
+    from dataclasses import dataclass
+
+    from mfd.model.events import Record
+
+    @dataclass(frozen=True)
+    class Odd(Record):
+        when: complex = 0j
+
+    with pytest.raises(TypeError, match="Odd.when.*_CHECKS"):
+        Odd.from_json({"when": 1})

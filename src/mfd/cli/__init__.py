@@ -8,20 +8,33 @@ Nothing imports this package: it is the top of mfd's one-way imports
 from __future__ import annotations
 
 import difflib
+import importlib
 import sys
 from typing import List, Optional
 
 from ..errors import UsageError
-from . import common, monitor, report, serve
+from . import common, monitor
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-# A new command is a module in this package (USAGE, SUMMARY, main) and one line here.
-COMMANDS = {"report": report, "serve": serve}
+# A new command is a module in this package (with main(argv, debug)) and one line
+# here: its usage and its line in mfd -h.  The module is imported only when its
+# command runs, so the monitor does not pay for the report's or exporter's imports.
+COMMANDS = {
+    "report": ("report FILE.db", "summary, charts and exports of a recording (mfd report -h)"),
+    "serve": ("serve [--listen HOST:PORT]",
+              "Prometheus metrics, one snapshot per scrape (mfd serve -h)"),
+}
+
+
+def command(name: str):
+    """The module of command *name* (one of COMMANDS)."""
+    return importlib.import_module(f"{__name__}.{name}")
+
 
 def build_parser():
     """The monitor's parser, its -h listing every command."""
-    return monitor.build_parser([(m.USAGE, m.SUMMARY) for m in COMMANDS.values()])
+    return monitor.build_parser(list(COMMANDS.values()))
 
 
 # Monitor flags that do nothing when serving metrics (--prometheus).
@@ -59,6 +72,7 @@ def _monitor(args) -> int:
         if clash:
             raise UsageError(f"--prometheus serves metrics until stopped; it does not go "
                              f"with {', '.join(clash)}")
+        serve = command("serve")
         return serve.run(serve.config(args, "--prometheus"))
     cfg = monitor.config(args)
     if args.ebpf:
@@ -74,13 +88,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as e:  # -h, --version, usage errors
         return e.code if isinstance(e.code, int) else 2
     if args.command is not None:
-        command = COMMANDS.get(args.command)
-        if command is None:
+        if args.command not in COMMANDS:
             return common.fail(_unknown_command(args.command))
         before = _options_before(args, parser)
         if before:
             return common.fail(UsageError(
                 f"{before[0]} before {args.command!r} is a monitor option: give "
                 f"{args.command}'s options after it (mfd {args.command} -h)"))
-        return command.main(args.args, debug=args.debug)
+        return command(args.command).main(args.args, debug=args.debug)
     return common.finish(lambda: _monitor(args), args.debug)

@@ -18,11 +18,10 @@ from typing import List, Optional, Sequence, Tuple
 from .. import __version__
 from ..derive import Frame
 from ..errors import UsageError
-from ..model import GROUPS, Filter, Sample
+from ..model import Filter, Sample
 from ..sinks.jsonl import JsonSink
 from ..sinks.text import TextSink, View
 from ..sources import open_snapshot_source
-from ..sources.events import EventSource, parse_groups
 from ..term import note
 from . import common
 
@@ -60,7 +59,10 @@ USAGE = """mfd [-d SECONDS] [--count N] [-n] [-i ID] [-c NAME] [-z] [-e] [-u] [-
        mfd serve [--listen HOST:PORT] [options]"""
 
 
+# The event sources (and the event records they import) are imported only when
+# events are asked for: the snapshot monitor starts without them (see model).
 def _event_groups(text: str) -> Tuple[str, ...]:
+    from ..sources.events import parse_groups
     try:
         return parse_groups(text)
     except UsageError as e:
@@ -155,8 +157,11 @@ def config(args) -> MonitorConfig:
         raise UsageError("-v and --json do not go together (the live view is for a terminal)")
     if args.retain is not None and not args.record:
         raise UsageError("--retain needs --record FILE")
-    groups = tuple(g for g in GROUPS
-                   if g in args.events or (g == "extfrag" and args.extfrag_events))
+    groups: Tuple[str, ...] = ()
+    if args.events or args.extfrag_events:
+        from ..model.events import GROUPS
+        groups = tuple(g for g in GROUPS
+                       if g in args.events or (g == "extfrag" and args.extfrag_events))
     if args.alloc_probe != "auto" and "alloc" not in groups:
         raise UsageError("--alloc-probe does nothing without the alloc group "
                          "(add --events alloc)")
@@ -209,6 +214,7 @@ def print_programs(cfg: MonitorConfig) -> int:
     print("// cflags: " + " ".join(walker.cflags))
     print(walker.source_text())
     if cfg.groups:
+        from ..sources.events import EventSource
         ev = EventSource(cfg.groups, cfg.filter, cfg.alloc_probe, note=note, load=False)
         print("// events cflags: " + " ".join(ev.cflags))
         print(ev.source_text())
@@ -252,6 +258,7 @@ def run(cfg: MonitorConfig) -> int:
         flt = cfg.filter.resolve_in(source.snapshot())
         sinks, wait = _sinks(cfg)
         if cfg.groups:
+            from ..sources.events import EventSource
             events = EventSource(cfg.groups, flt, cfg.alloc_probe, note=note, debug=cfg.debug)
             wait(cfg.interval)  # events count over an interval, the first sample's too
         n = 0

@@ -16,9 +16,6 @@ from ..report.summary import _stamp, summary_text
 from ..term import note
 from . import common
 
-USAGE = "report FILE.db"
-SUMMARY = "summary, charts and exports of a recording (mfd report -h)"
-
 PLOT_HINT = ("charts need matplotlib: pip install 'mfd[plot]' "
              "(or apt-get install python3-matplotlib / dnf install python3-matplotlib)")
 

@@ -15,8 +15,6 @@ from ..sources import open_snapshot_source
 from ..term import note
 from . import common
 
-USAGE = "serve [--listen HOST:PORT]"
-SUMMARY = "Prometheus metrics, one snapshot per scrape (mfd serve -h)"
 
 EPILOG = f"""\
 examples:

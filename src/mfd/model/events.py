@@ -71,19 +71,31 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+# The field annotations a Record may use, each with its JSON type check.
+_CHECKS = {
+    "int": _is_number, "float": _is_number,
+    "str": lambda x: isinstance(x, str),
+    "Dict[str, int]": lambda x: isinstance(x, dict) and all(
+        isinstance(k, str) and _is_number(n) for k, n in x.items()),
+}
+
+
+def field_kind(f: dataclasses.Field) -> Tuple[str, bool]:
+    """(annotation without Optional[...], whether None is allowed) of a field."""
+    kind = str(f.type)
+    if kind.startswith("Optional["):
+        return kind[len("Optional["):-1], True
+    return kind, False
+
+
 def _checked(cls, f: dataclasses.Field, v):
     """``v`` if it has the type the field's annotation names, else ValueError."""
-    kind = str(f.type)
-    optional = kind.startswith("Optional[")
-    if optional:
-        kind = kind[len("Optional["):-1]
-    ok = (v is None and optional) or {
-        "int": _is_number, "float": _is_number,
-        "str": lambda x: isinstance(x, str),
-        "Dict[str, int]": lambda x: isinstance(x, dict) and all(
-            isinstance(k, str) and _is_number(n) for k, n in x.items()),
-    }[kind](v)
-    if not ok:
+    kind, optional = field_kind(f)
+    check = _CHECKS.get(kind)
+    if check is None:  # a field type from_json cannot check: a defect, not bad input
+        raise TypeError(f"{cls.__name__}.{f.name}: annotation {kind!r} has no JSON "
+                        f"check (add one to _CHECKS)")
+    if not ((v is None and optional) or check(v)):
         raise ValueError(f"{cls.__name__}.{f.name}: {type(v).__name__} where {kind} belongs")
     return v
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from ..derive import Frame
 from ..fragindex import format_index
 from ..model import Snapshot
-from .events_text import events_header, events_text
 from .table import table
 
 
@@ -107,6 +106,8 @@ class TextSink:
         elif self.tables == "zones":
             out = block_header(snap) + "\n" + zone_table(frame, self.view) + "\n"
         if events is not None:
+            # imported here: the event records load only when events are on (model)
+            from .events_text import events_header, events_text
             out = (out or events_header(snap.time, events.interval) + "\n") + \
                 events_text(events) + "\n"
         print(out, flush=True)
