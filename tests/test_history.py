@@ -54,7 +54,7 @@ def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0", "-5m", "5x", "m", "1h 30m", "abc"])
+@pytest.mark.parametrize("text", ["", "-5m", "5x", "m", "1h 30m", "abc"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)

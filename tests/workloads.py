@@ -246,8 +246,9 @@ def steal(seconds: float, gib: Optional[int] = None, mib: int = 2048) -> int:
 class Child:
     """One workload in a child process (``python tests/workloads.py ...``)."""
 
-    def __init__(self, *argv: str, python: str = sys.executable):
-        self.argv = [python, os.path.abspath(__file__), *argv]
+    def __init__(self, *argv: str, python: str = sys.executable, prefix: List[str] = ()):
+        """``prefix``: a command to run it under (setpriv, to run it as another user)."""
+        self.argv = [*prefix, python, os.path.abspath(__file__), *argv]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
 
@@ -306,8 +307,18 @@ def _pause() -> None:
     sys.stdin.readline()
 
 
+def set_comm(name: str) -> None:
+    """prctl(PR_SET_NAME): what the kernel reports as this task's comm."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(15, ctypes.c_char_p(name.encode("utf-8", "surrogateescape")[:15]), 0, 0, 0):
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python tests/workloads.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--comm", help="set this process's comm first (prctl PR_SET_NAME): the name "
+                                  "its events carry, up to 15 bytes of anything")
     sub = p.add_subparsers(dest="what", required=True)
     s = sub.add_parser("page-tables", help="page-table pages from a sparse mapping (extfrag steals)")
     s.add_argument("--gib", type=int, help="mapping size (default: enough to use up the free "
@@ -328,6 +339,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for s in sub.choices.values():
         s.add_argument("--hold", action="store_true", help="keep the memory until stdin closes")
     args = p.parse_args(argv)
+    if args.comm is not None:
+        set_comm(args.comm)
 
     keep: object = None
     if args.what == "page-tables":

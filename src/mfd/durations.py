@@ -21,8 +21,11 @@ def parse_duration(text: str) -> float:
             break
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
         pos = m.end()
-    if not s or pos != len(s) or not total > 0:
+    if not s or pos != len(s):
         raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 2h, 7d, 1h30m)")
+    if not total > 0 or total == float("inf"):
+        raise ValueError(f"{text!r} is {'zero' if total == 0 else 'too long'}: "
+                         f"give a duration above zero (examples: 90s, 15m, 7d)")
     return total
 
 
@@ -57,7 +60,11 @@ def parse_time(text: str, end: Optional[float] = None) -> float:
     elif s.startswith("-"):
         if end is None:
             raise ValueError(f"{text!r}: a relative time needs a recording to count back from")
-        return end - parse_duration(s[1:])
+        try:
+            return end - parse_duration(s[1:])
+        except ValueError:
+            raise ValueError(f"not a time: {text!r} (-DURATION counts back from the last "
+                             f"sample: -90s, -15m, -2h, -7d)") from None
     else:
         from datetime import datetime
         formats = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",

@@ -20,7 +20,8 @@ from .kernel.btf import BTF, BTFError
 from .kernel import facts
 from .kernel.kheaders import find_header_tree
 from .kernel.tracefs import ensure_tracefs, mount_hint, tracepoint_exists
-from .term import StderrCapture
+from .term import StderrCapture, note_once
+from .term import note as stderr_note
 
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 
@@ -35,13 +36,17 @@ def require_root(what: str, hint: str = "") -> None:
         raise PermissionDenied(f"{what} needs root: run with sudo{hint}")
 
 
-def load_btf(path: Optional[str] = None, hint: str = "") -> BTF:
+def load_btf(path: Optional[str] = None, hint: str = "",
+             note: Callable[[str], None] = stderr_note) -> BTF:
     """The running kernel's BTF (answers cached per build under CACHE_DIR);
     ``path`` another file (tests)."""
     try:
-        return BTF.load(path or BTF_PATH, cache_dir=CACHE_DIR)
+        btf = BTF.load(path or BTF_PATH, cache_dir=CACHE_DIR)
     except BTFError as e:
         raise KernelUnsupported(f"{e}{hint}") from e
+    if btf.cache_problem:
+        note_once(note, btf.cache_problem)
+    return btf
 
 
 def sizes(btf: BTF, nodes: Optional[Sequence[int]] = None) -> Dict[str, int]:
@@ -84,8 +89,9 @@ def import_bcc(note: Callable[[str], None], hint: str = ""):
     tree = find_header_tree(cache_dir=CACHE_DIR)
     if tree.path:
         os.environ["BCC_KERNEL_SOURCE"] = tree.path
-    if tree.note:
-        note(tree.note)
+    for said in (tree.cache_note, tree.note):
+        if said:
+            note(said)
     try:
         from bcc import BPF
     except ImportError as e:

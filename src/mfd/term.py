@@ -22,10 +22,23 @@ def one_line(text: str) -> str:
 
 def note(msg: str) -> None:
     """One line on stderr: ``mfd: msg``."""
+    if sys.stderr is None:      # started with fd 2 closed: print() would use stdout
+        return
     try:
         print(f"mfd: {one_line(msg)}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass        # stderr closed or gone (SIGHUP): nowhere to say it
+
+
+_SAID: set = set()
+
+
+def note_once(say, msg: str) -> None:
+    """``say(msg)`` unless this process already said it (a fallback that two
+    sources both take is one line, not two)."""
+    if msg not in _SAID:
+        _SAID.add(msg)
+        say(msg)
 
 
 def quiet(msg: str) -> None:

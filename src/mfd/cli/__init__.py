@@ -39,7 +39,8 @@ def build_parser():
 
 # Monitor flags that do nothing when serving metrics (--prometheus).
 _NOT_WITH_SERVE = (("record", "--record"), ("visual", "-v"), ("json", "--json"),
-                   ("nodes", "-n"), ("count", "--count"), ("retain", "--retain"), ("detail", "-z"),
+                   ("nodes", "-n"), ("count", "--count"), ("retain", "--retain"),
+                   ("follow_symlinks", "--follow-symlinks"), ("detail", "-z"),
                    ("extfrag", "-e"), ("unusable", "-u"), ("bar", "-b"))
 
 
@@ -74,6 +75,7 @@ def _monitor(args) -> int:
                              f"with {', '.join(clash)}")
         serve = command("serve")
         return serve.run(serve.config(args, "--prometheus"))
+    common.require_stdout("the monitor's output")
     cfg = monitor.config(args)
     if args.ebpf:
         return monitor.print_programs(cfg)
@@ -82,11 +84,11 @@ def _monitor(args) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    common.sanitise_std_fds()
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # -h, --version, usage errors
-        return e.code if isinstance(e.code, int) else 2
+    args = common.parse(parser, argv)
+    if isinstance(args, int):
+        return args
     if args.command is not None:
         if args.command not in COMMANDS:
             return common.fail(_unknown_command(args.command))

@@ -7,13 +7,15 @@ Exit status: 0 normal end (also Ctrl-C, SIGTERM, SIGHUP, a closed pipe),
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from ..durations import parse_duration
 from ..errors import MfdError
+from ..safefs import FOLLOW_FLAG
 from ..sources import SNAPSHOT_SOURCES
 from ..term import note, one_line
 
@@ -111,6 +113,19 @@ def add_source(p: argparse.ArgumentParser) -> None:
                    help="how the eBPF walker finds each node's pglist_data (default auto)")
 
 
+def path_arg(text: str) -> str:
+    """A file name option: empty is a usage error, not "no file"."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty file name")
+    return text
+
+
+def add_follow_symlinks(p: argparse.ArgumentParser) -> None:
+    p.add_argument(FOLLOW_FLAG, action="store_true",
+                   help="write output files through symbolic links (refused by default: "
+                        "as root, a link someone else planted would redirect the write)")
+
+
 def add_debug(p: argparse.ArgumentParser, what: str = "show tracebacks and BCC's output"):
     p.add_argument("--debug", action="store_true", help=what)
 
@@ -130,6 +145,76 @@ def _on_signal(signum, frame):
     raise Terminated()
 
 
+# errno values that mean "stdout cannot take this": the disk (/dev/full), the
+# device, or a descriptor that is not writable.  EPIPE is a closed pipe: quiet.
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EBADF,
+                 errno.EINVAL, errno.EROFS, errno.EACCES)
+
+
+def sanitise_std_fds() -> frozenset:
+    """Put /dev/null on whichever of fds 0, 1 and 2 are closed, as OpenSSH's
+    sanitise_stdfd() does: else the next file mfd opens (a recording) would
+    become fd 1 and receive the tables.  The fds that were closed."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    if closed:
+        null = os.open(os.devnull, os.O_RDWR)   # takes the lowest closed fd
+        for fd in closed - {null}:
+            os.dup2(null, fd)
+        if null not in closed:
+            os.close(null)
+    return frozenset(closed)
+
+
+def require_stdout(what: str) -> None:
+    """MfdError when stdout was closed at start (``mfd >&-``)."""
+    if sys.stdout is None:
+        raise MfdError(f"standard output is closed, and {what} is written there: run mfd "
+                       f"with stdout open (> FILE or > /dev/null)")
+
+
+def _stdout_gone() -> None:
+    """Point fd 1 at /dev/null, so Python's flush at exit does not fail again."""
+    try:
+        if sys.stdout is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def write_failed(e: OSError) -> Optional[int]:
+    """The exit status for an error writing stdout (a closed pipe: 0, quietly;
+    a full disk and the like: 1, one line), or None if ``e`` is not one."""
+    if isinstance(e, BrokenPipeError):
+        _stdout_gone()
+        return 0
+    if e.filename is None and e.errno in _WRITE_ERRORS:
+        _stdout_gone()
+        note(f"cannot write to standard output: {e.strerror}")
+        return 1
+    return None
+
+
+def parse(parser: argparse.ArgumentParser, argv):
+    """``parser.parse_args(argv)``, or the exit status when parsing ended mfd
+    (-h, --version, a usage error) or -h could not be written."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as e:  # -h, --version, usage errors
+        return e.code if isinstance(e.code, int) else 2
+    except OSError as e:
+        status = write_failed(e)
+        if status is None:
+            raise
+        return status
+
+
 def fail(e: MfdError) -> int:
     """Say ``e`` in one line; its exit status."""
     note(str(e))
@@ -141,15 +226,27 @@ def finish(body: Callable[[], int], debug: bool = False) -> int:
     for sig in _END_SIGNALS:
         signal.signal(sig, _on_signal)
     try:
-        return body()
+        status = body()
+        if sys.stdout is not None:
+            sys.stdout.flush()      # a write error shows here, not at exit
+        return status
     except (KeyboardInterrupt, Terminated):
         return 0
-    except BrokenPipeError:
-        # The reader went away (mfd | head): end quietly, and keep Python from
-        # complaining when it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+    except OSError as e:
+        # The reader went away (mfd | head): end quietly; stdout full or broken:
+        # one line.  Either way Python's own flush at exit must not complain.
+        status = write_failed(e)
+        if status is None:
+            if debug:
+                raise
+            note(f"internal error: {type(e).__name__}: {e} (run with --debug for the "
+                 f"traceback)")
+            return 1
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        return status
     except MfdError as e:
         if debug:
             raise

@@ -105,10 +105,11 @@ def build_parser(commands: Sequence[Tuple[str, str]] = ()) -> argparse.ArgumentP
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
     p.add_argument("--prometheus", metavar="[HOST:]PORT",
                    help="the same as mfd serve --listen [HOST:]PORT")
-    p.add_argument("--record", metavar="FILE",
+    p.add_argument("--record", metavar="FILE", type=common.path_arg,
                    help="also write every sample to the SQLite file FILE (see mfd report)")
     p.add_argument("--retain", type=common.duration, metavar="DURATION",
                    help="with --record: drop samples older than DURATION (30m, 12h, 7d)")
+    common.add_follow_symlinks(p)
     common.add_source(p)
     common.add_debug(p)
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
@@ -135,6 +136,7 @@ class MonitorConfig:
     alloc_probe: str = "auto"
     record: Optional[str] = None
     retain: Optional[float] = None
+    follow_symlinks: bool = False
     source: str = "auto"
     pgdat_path: str = "auto"
     debug: bool = False
@@ -157,6 +159,9 @@ def config(args) -> MonitorConfig:
         raise UsageError("-v and --json do not go together (the live view is for a terminal)")
     if args.retain is not None and not args.record:
         raise UsageError("--retain needs --record FILE")
+    if args.follow_symlinks and not args.record:
+        raise UsageError("--follow-symlinks needs --record FILE (the only file the "
+                         "monitor writes)")
     groups: Tuple[str, ...] = ()
     if args.events or args.extfrag_events:
         from ..model.events import GROUPS
@@ -203,7 +208,8 @@ def config(args) -> MonitorConfig:
     return MonitorConfig(interval=args.interval, count=args.count,
                          filter=Filter(args.node, args.zone), output=output, view=view,
                          groups=groups, alloc_probe=args.alloc_probe,
-                         record=args.record, retain=args.retain, source=source,
+                         record=args.record, retain=args.retain,
+                         follow_symlinks=args.follow_symlinks, source=source,
                          pgdat_path=args.pgdat_path, debug=args.debug)
 
 
@@ -230,11 +236,11 @@ def _sinks(cfg: MonitorConfig) -> Tuple[list, object]:
         if cfg.record:
             from ..sinks.recorder import Recorder
             sinks.append(Recorder(cfg.record, interval=cfg.interval, retain=cfg.retain,
-                                  note=note))
+                                  note=note, follow_symlinks=cfg.follow_symlinks))
         if cfg.output == "live":
             from ..sinks.live import LiveView
             index = "extfrag" if cfg.view.extfrag and not cfg.view.unusable else "unusable"
-            sinks.append(LiveView(cfg.view, index))
+            sinks.append(LiveView(cfg.view, index, count=cfg.count))
             wait = sinks[-1].wait
         elif cfg.output == "json":
             sinks.append(JsonSink(socket.gethostname(), os.uname().release))
@@ -249,6 +255,9 @@ def _sinks(cfg: MonitorConfig) -> Tuple[list, object]:
 
 
 def run(cfg: MonitorConfig) -> int:
+    if cfg.output == "live":
+        from ..sinks.live import check_terminal
+        check_terminal()    # TERM=dumb, or no tty: refused before anything is compiled
     source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, note)
     sinks: List = []
     events = None

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -13,6 +15,7 @@ from ..report.build import build
 from ..report.exports import Exports
 from ..report.html import html_page
 from ..report.summary import _stamp, summary_text
+from ..safefs import AtomicOutput
 from ..term import note
 from . import common
 
@@ -39,11 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="TIME", help="only samples at or after TIME")
     p.add_argument("--until", metavar="TIME", help="only samples at or before TIME")
     common.add_filter(p, "only zones named NAME (any case)")
-    p.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML report")
-    p.add_argument("--png", metavar="OUT.png", help="write the charts as a PNG image")
-    p.add_argument("--csv", metavar="OUT.csv", help="export samples as CSV ('-': stdout)")
-    p.add_argument("--json", metavar="OUT.jsonl",
+    p.add_argument("--html", metavar="OUT.html", type=common.path_arg,
+                   help="write a self-contained HTML report ('-': stdout)")
+    p.add_argument("--png", metavar="OUT.png", type=common.path_arg,
+                   help="write the charts as a PNG image ('-': stdout)")
+    p.add_argument("--csv", metavar="OUT.csv", type=common.path_arg,
+                   help="export samples as CSV ('-': stdout)")
+    p.add_argument("--json", metavar="OUT.jsonl", type=common.path_arg,
                    help="export samples as JSON lines ('-': stdout)")
+    common.add_follow_symlinks(p)
     p.add_argument("--order", type=common.ranged(int, "an integer", 0), default=4,
                    metavar="N", help="order the summary ranks zones by (default 4)")
     p.add_argument("--threshold", type=common.ranged(float, "a number", 0, 1), default=0.5,
@@ -64,15 +71,29 @@ class ReportConfig:
     json: Optional[str] = None
     order: int = 4
     threshold: float = 0.5
+    follow_symlinks: bool = False
     debug: bool = False
+
+    @property
+    def to_stdout(self) -> bool:
+        """An output goes to stdout ('-'): then it is the only thing there."""
+        return "-" in (self.html, self.png, self.csv, self.json)
 
 
 def config(args) -> ReportConfig:
-    if args.csv == "-" and args.json == "-":
-        raise UsageError("only one of --csv and --json can write to stdout")
+    outs = {"--html": args.html, "--png": args.png, "--csv": args.csv, "--json": args.json}
+    dashes = [flag for flag, path in outs.items() if path == "-"]
+    if len(dashes) > 1:
+        raise UsageError(f"only one of {' and '.join(dashes)} can write to stdout ('-')")
+    paths = [p for p in outs.values() if p and p != "-"]
+    if len(set(map(os.path.abspath, paths))) < len(paths):
+        raise UsageError("two outputs name the same file")
+    if args.follow_symlinks and not paths:
+        raise UsageError("--follow-symlinks needs an output file (--html, --png, --csv "
+                         "or --json)")
     return ReportConfig(args.file, args.since, args.until, Filter(args.node, args.zone),
                         args.html, args.png, args.csv, args.json, args.order, args.threshold,
-                        args.debug)
+                        args.follow_symlinks, args.debug)
 
 
 def _resolve(flt: Filter, hist: History, path: str) -> Filter:
@@ -82,7 +103,24 @@ def _resolve(flt: Filter, hist: History, path: str) -> Filter:
         raise UsageError(f"no populated zone matches -i/-c in {path}: {e}") from None
 
 
+def _write(path: str, data: bytes, follow_symlinks: bool) -> None:
+    """A whole output file: on stdout for '-', else beside its target and
+    renamed onto it (never through a planted symlink: mfd.safefs)."""
+    if path == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with AtomicOutput(path, binary=True, follow_symlinks=follow_symlinks) as f:
+        try:
+            f.write(data)
+        except OSError as e:
+            raise MfdError(f"cannot write {path}: {e.strerror}") from None
+    note(f"wrote {path}")
+
+
 def run(cfg: ReportConfig) -> int:
+    common.require_stdout("the report's summary")
     charts = bool(cfg.html or cfg.png)
     plots = None
     if charts:
@@ -102,34 +140,32 @@ def run(cfg: ReportConfig) -> int:
         if since is not None and until is not None and since > until:
             raise UsageError("--since is after --until")
         flt = _resolve(cfg.filter, hist, cfg.file)
-        exports = Exports(cfg.csv, cfg.json, flt)
+        exports = Exports(cfg.csv, cfg.json, flt, cfg.follow_symlinks)
         try:
             rep = build(hist, since, until, flt, cfg.threshold, cfg.order,
                         charts=plots is not None, sink=exports)
-        finally:
-            exports.close()
-    if not rep.samples:
-        raise MfdError(f"no samples in {cfg.file} between {cfg.since or 'the start'} and "
-                       f"{cfg.until or 'the end'} (it spans {_stamp(first)} .. {_stamp(last)})")
-    if not rep.zones:
-        raise UsageError(f"no populated zone matches -i/-c in {cfg.file}")
+            if not rep.samples:
+                raise MfdError(f"no samples in {cfg.file} between {cfg.since or 'the start'} "
+                               f"and {cfg.until or 'the end'} (it spans {_stamp(first)} .. "
+                               f"{_stamp(last)})")
+            if not rep.zones:
+                raise UsageError(f"no populated zone matches -i/-c in {cfg.file}")
+            orders = max(z.nr_orders for z in rep.zones.values())
+            if cfg.order >= orders:
+                raise UsageError(f"--order {cfg.order}: the recording has orders "
+                                 f"0-{orders - 1}")
+        except BaseException:
+            exports.abort()     # a report that fails leaves the targets as they were
+            raise
+        exports.commit()
     # Files first: a summary piped into head must not cost the charts.
     if charts and plots is not None:
         png = plots.render_png(rep)
         for path, data in ((cfg.png, png), (cfg.html, None)):
-            if not path:
-                continue
-            try:
-                if data is not None:
-                    with open(path, "wb") as f:
-                        f.write(data)
-                else:
-                    with open(path, "w", encoding="utf-8") as f:
-                        f.write(html_page(rep, png))
-            except OSError as e:
-                raise MfdError(f"cannot write {path}: {e.strerror}") from None
-            note(f"wrote {path}")
-    if "-" not in (cfg.csv, cfg.json):
+            if path:
+                _write(path, png if data is not None else html_page(rep, png).encode("utf-8"),
+                       cfg.follow_symlinks)
+    if not cfg.to_stdout:
         print(summary_text(rep), flush=True)
     if charts and plots is None:
         raise MfdError(PLOT_HINT)
@@ -139,12 +175,17 @@ def run(cfg: ReportConfig) -> int:
 def main(argv: List[str], debug: bool = False) -> int:
     """``mfd report ...``; the exit status."""
     argv = list(argv)
-    for i, arg in enumerate(argv[:-1]):     # "--since -15m": argparse would take -15m
-        if arg in ("--since", "--until") and argv[i + 1].startswith("-"):  # for an option
-            argv[i:i + 2] = [f"{arg}={argv[i + 1]}", ""]
-    argv = [a for a in argv if a != ""] + (["--debug"] if debug else [])
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
+    joined, i = [], 0
+    while i < len(argv):   # "--since -15m": argparse would take -15m for an option
+        if argv[i] in ("--since", "--until") and i + 1 < len(argv) and \
+                argv[i + 1].startswith("-"):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    argv = joined + (["--debug"] if debug else [])
+    args = common.parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     return common.finish(lambda: run(config(args)), args.debug)

@@ -24,6 +24,8 @@ import os
 import struct
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from ..safefs import UnsafePath, open_trusted, write_private
+
 DEFAULT_PATH = "/sys/kernel/btf/vmlinux"
 
 BTF_MAGIC = 0xEB9F        # stored in the blob's own byte order; tells us the endianness
@@ -99,6 +101,7 @@ class BTF:
         self._cache_path: Optional[str] = None
         self._cache_key: Optional[str] = None
         self.cache_state = "off"
+        self.cache_problem: Optional[str] = None   # why the cache is not used, once
 
     # ----------------------------------------------------------------- loading
 
@@ -496,13 +499,16 @@ class BTF:
         self._cache_key = f"{digest}-{len(self._data)}"
         self._cache_path = os.path.join(cache_dir, f"btf-{digest}.json")
         try:
-            with open(self._cache_path, "rb") as f:
-                raw = f.read(_CACHE_MAX_BYTES + 1)
+            raw = open_trusted(self._cache_path, _CACHE_MAX_BYTES)
         except FileNotFoundError:
             self.cache_state = "miss"
             return
-        except OSError:
-            self.cache_state = "corrupt"
+        except UnsafePath as e:
+            # Not ours alone (umask 000, a planted file): answers from it could steer
+            # what root compiles and reads.  Go on without a cache, and say so once.
+            self._cache_path = None
+            self.cache_state = "untrusted"
+            self.cache_problem = f"not using the BTF cache: {e}"
             return
         try:
             doc = json.loads(raw.decode("utf-8")) if len(raw) <= _CACHE_MAX_BYTES else None
@@ -580,18 +586,10 @@ def _valid_answer(what: str, value) -> bool:
 
 
 def _write_atomic(path: str, text: str) -> bool:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Write the cache file (0644 in 0755 directories, whatever the umask)
+    through a new file renamed into place, so readers never see half a file."""
     try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_private(path, text.encode("utf-8"))
         return True
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except (OSError, UnsafePath):
         return False

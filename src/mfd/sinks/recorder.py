@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import socket
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from .. import __version__
 from ..derive import Frame
 from ..recording import (SCHEMA_VERSION, HistoryError, check_schema, create_schema, describe,
                          upgrade)
+from ..safefs import check_opened, open_files, prepare_database, remove_new, side_files
 from ..term import note as stderr_note
 
 
@@ -42,6 +44,26 @@ def check_writable(path: str) -> None:
             raise OSError(errno.EACCES, f"permission denied on {target}")
 
 
+def check_writable_or_fail(path: str) -> None:
+    try:
+        check_writable(path)
+    except OSError as e:
+        raise HistoryError(f"cannot record to {path}: {describe(e)} "
+                           "(choose a writable file with --record)") from None
+
+
+def _out_of_fds() -> Optional[str]:
+    """Why no file can be opened, if that is so (EMFILE, ENFILE)."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            return (f"{e.strerror} (RLIMIT_NOFILE is {soft}; SQLite needs three more "
+                    f"for the database, its -wal and its -shm: raise it with ulimit -n)")
+    return None
+
+
 def _json_list(values) -> str:
     return json.dumps(list(values), separators=(",", ":"))
 
@@ -66,26 +88,41 @@ class Recorder:
 
     def __init__(self, path: str, interval: float, retain: Optional[float] = None,
                  note: Callable[[str], None] = stderr_note,
-                 host: Optional[str] = None, kernel: Optional[str] = None):
+                 host: Optional[str] = None, kernel: Optional[str] = None,
+                 follow_symlinks: bool = False):
         self.path, self.interval, self.retain, self.note = path, interval, retain, note
+        self.follow_symlinks = follow_symlinks
         self.host = host or socket.gethostname()
         self.kernel = kernel or os.uname().release
         self.run_id: Optional[int] = None
         self.samples = 0
         self.conn: Optional[sqlite3.Connection] = None
+        check_writable_or_fail(path)
+        target, ident, created = prepare_database(path, follow_symlinks)
+        side = side_files(target)
         try:
-            self.conn = self._open()
-        except (sqlite3.Error, OSError) as e:
+            self.conn = self._open(target, ident)
+        except BaseException as e:
+            # SQLite says only "unable to open database file" when it is out of file
+            # descriptors: ask while its own are still open.
+            short = _out_of_fds()
             if self.conn is not None:
                 self.conn.close()
-            raise HistoryError(f"cannot record to {path}: {describe(e)} "
-                               "(choose a writable file with --record)") from None
+                self.conn = None
+            remove_new(target, created, side)    # a failed open leaves nothing behind
+            if short:
+                raise HistoryError(f"cannot record to {path}: {short}") from None
+            if isinstance(e, (sqlite3.Error, OSError)):
+                raise HistoryError(f"cannot record to {path}: {describe(e)} "
+                                   "(choose a writable file with --record)") from None
+            raise
 
-    def _open(self) -> sqlite3.Connection:
-        check_writable(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+    def _open(self, target: str, ident) -> sqlite3.Connection:
+        before = open_files()
+        conn = sqlite3.connect(target, isolation_level=None, timeout=5)
         self.conn = conn
         version = check_schema(conn, self.path)
+        check_opened(before, ident, self.path)  # the file SQLite opened is the one checked
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
             raise sqlite3.OperationalError("cannot switch to WAL mode")
         # NORMAL in WAL mode: a commit survives the process being killed (it is in

@@ -12,9 +12,11 @@ module here and one line where the CLI picks it.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Protocol
 
 from ..errors import MfdError, PermissionDenied
+from ..kernel import cgroupmem
 from ..model import Snapshot
 from ..term import note as stderr_note
 
@@ -31,17 +33,25 @@ class SnapshotSource(Protocol):
 
 def open_snapshot_source(want: str = "auto", pgdat_path: str = "auto", debug: bool = False,
                          note: Callable[[str], None] = stderr_note) -> SnapshotSource:
-    """The source for ``--source``: ``bpf`` fails rather than fall back;
-    ``auto`` falls back to /proc and says why, once."""
+    """The source for ``--source``: ``bpf`` fails rather than fall back, and so
+    does a forced ``--pgdat-path``; ``auto`` falls back to /proc and says why, once."""
     from .procfs import ProcfsSource
 
     if want == "procfs":
         return ProcfsSource()
+    forced = want == "bpf" or pgdat_path != "auto"
+    if not forced and os.geteuid() == 0:
+        room = cgroupmem.headroom()
+        if room is not None and room < cgroupmem.EBPF_MEMORY:
+            note(f"the memory cgroup lets mfd use {room >> 20} MiB more, and compiling "
+                 f"the eBPF walker needs about {cgroupmem.EBPF_MEMORY >> 20} MiB: reading "
+                 f"/proc instead (raise the cgroup's memory limit, or force --source bpf)")
+            return ProcfsSource()
     from .zonewalk import ZonewalkSource
     try:
         return ZonewalkSource(pgdat_path=pgdat_path, note=note, debug=debug)
     except MfdError as e:
-        if want == "bpf":
+        if forced:
             raise
         if isinstance(e, PermissionDenied):
             note("not root: reading /proc instead of eBPF (run with sudo for the eBPF source)")

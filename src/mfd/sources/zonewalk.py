@@ -111,7 +111,7 @@ class ZonewalkSource:
         self._program = None
         if load:
             ebpf.require_root("the eBPF source", " (or use --source procfs)")
-        self.btf = ebpf.load_btf(btf_path, "; use --source procfs")
+        self.btf = ebpf.load_btf(btf_path, "; use --source procfs", note)
         self.nodes = facts.memory_nodes()
         self.pgdat_path, self.path_defines = self._choose_pgdat_path(pgdat_path)
         self.nr_orders = self.btf.array_len("zone", "free_area")
@@ -139,8 +139,9 @@ class ZonewalkSource:
                 return "kallsyms", {"MFD_PGDAT_PATH": 1,
                                     "MFD_CONTIG_PAGE_DATA": "0x%xULL" % syms["contig_page_data"]}
             if want == "kallsyms":
-                raise KernelUnsupported("no node_data or contig_page_data in /proc/kallsyms "
-                                        "(kernel without CONFIG_KALLSYMS_ALL)")
+                raise KernelUnsupported("--pgdat-path kallsyms: no node_data or "
+                                        "contig_page_data in /proc/kallsyms (kernel without "
+                                        "CONFIG_KALLSYMS_ALL): use --pgdat-path memcg or auto")
         if not self.btf.has_member("mem_cgroup", "nodeinfo"):
             raise KernelUnsupported("cannot find the nodes: no data symbols in /proc/kallsyms "
                                     "and no memory cgroups (CONFIG_MEMCG); use --source procfs")

@@ -76,7 +76,7 @@ class EventSource:
         self._program: Optional[ebpf.Program] = None
         if load:
             ebpf.require_root("tracing events")
-        btf = ebpf.load_btf(btf_path, ": event tracing needs the kernel's BTF")
+        btf = ebpf.load_btf(btf_path, ": event tracing needs the kernel's BTF", note)
         self.sizes = ebpf.sizes(btf)
         self.nr_orders = self.sizes["MFD_NR_ORDERS"]
         self.groups: List[Group] = [
