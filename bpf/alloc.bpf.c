@@ -48,6 +48,21 @@ static __always_inline void mfd_alloc_failed(struct mfd_alloc_stats *s, u32 orde
 
 #if MFD_ALLOC_KPROBE
 
+/*
+ * The kprobe programs return 0, unlike the tracepoint one (MFD_TP_PASS in
+ * mfd.h), and that blinds nobody.  BCC makes a kprobe of its own for each
+ * attach (through the kprobe PMU, create_local_trace_kprobe() in
+ * kernel/trace/trace_kprobe.c; on kernels without it, a kprobes/p_*_bcc_<pid>
+ * event in tracefs) that no other tracer opens: `perf probe` and bpftrace
+ * make kprobes of their own.  kprobe_perf_func() and kretprobe_perf_func()
+ * use the value only to decide whether to also build a perf record for this
+ * kprobe's own perf_events, that is for mfd's attach, which has no ring
+ * buffer: 1 would cost a record on every allocation for nothing.  Nor does
+ * the value reach the kprobes core: kprobe_perf_func() returns non-zero
+ * (which would skip the other handlers on the address) only when the program
+ * moved the instruction pointer, which these never do.
+ */
+
 /* struct pt_regs for PT_REGS_PARM2/PT_REGS_RC: UAPI, the same layout in
  * every kernel of an architecture, so a foreign header tree is safe here. */
 #include <uapi/linux/ptrace.h>
@@ -108,20 +123,25 @@ int mfd_alloc_return(struct pt_regs *ctx)
 
 #else /* tracepoint */
 
+/*
+ * MFD_TP_PASS (see mfd.h) also hands every event to the perf_event BCC opened
+ * for this attach (on CPU 0, without a ring buffer), which costs a little on
+ * this hot path, on CPU 0 only: the price of not blinding perf.
+ */
 TRACEPOINT_PROBE(kmem, mm_page_alloc)
 {
 	struct mfd_alloc_stats *s = mfd_alloc_stats();
 	u32 order = args->order;
 
 	if (!s || order >= MFD_NR_ORDERS)
-		return 0;
+		return MFD_TP_PASS;
 	if (args->pfn == (unsigned long)-1) {
 		s->failures[order]++;
 		mfd_alloc_failed(s, order);
 	} else {
 		s->allocs[order]++;
 	}
-	return 0;
+	return MFD_TP_PASS;
 }
 
 #endif

@@ -83,7 +83,7 @@ TRACEPOINT_PROBE(compaction, mm_compaction_try_to_compact_pages)
 		__sync_fetch_and_add(&val->count, 1);
 	else
 		mfd_compact_dropped();
-	return 0;
+	return MFD_TP_PASS;
 }
 
 TRACEPOINT_PROBE(compaction, mm_compaction_begin)
@@ -93,7 +93,7 @@ TRACEPOINT_PROBE(compaction, mm_compaction_begin)
 
 	compact_start.update(&tid, &now);
 	mfd_count_u64(compact_begins.lookup_or_try_init(&zone, &zero));
-	return 0;
+	return MFD_TP_PASS;
 }
 
 /* The run just ended in a task inside direct compaction: charge the stall. */
@@ -137,7 +137,7 @@ TRACEPOINT_PROBE(compaction, mm_compaction_end)
 
 		if (c)
 			c->unmatched_end++;
-		return 0;
+		return MFD_TP_PASS;
 	}
 	delta = now - *start;
 	compact_start.delete(&tid);
@@ -147,14 +147,14 @@ TRACEPOINT_PROBE(compaction, mm_compaction_end)
 	val = compact_runs.lookup_or_try_init(&key, &zero);
 	if (!val) {
 		mfd_compact_dropped();
-		return 0;
+		return MFD_TP_PASS;
 	}
 	__sync_fetch_and_add(&val->runs, 1);
 	__sync_fetch_and_add(&val->total_ns, delta);
 	if (delta > val->max_ns)
 		val->max_ns = delta;	/* racy by design: a lost maximum is harmless */
 	mfd_direct_stall(tid, now, delta);
-	return 0;
+	return MFD_TP_PASS;
 }
 
 TRACEPOINT_PROBE(compaction, mm_compaction_kcompactd_wake)
@@ -166,5 +166,5 @@ TRACEPOINT_PROBE(compaction, mm_compaction_kcompactd_wake)
 	key.order = args->order;
 	key.highest_zoneidx = args->MFD_KCOMPACTD_ZONEIDX;
 	mfd_count_u64(kcompactd_wakes.lookup_or_try_init(&key, &zero));
-	return 0;
+	return MFD_TP_PASS;
 }

@@ -37,10 +37,10 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc_extfrag)
 
 		if (dropped)
 			(*dropped)++;
-		return 0;
+		return MFD_TP_PASS;
 	}
 	__sync_fetch_and_add(&val->events, 1);
 	if (args->change_ownership)
 		__sync_fetch_and_add(&val->change_ownership, 1);
-	return 0;
+	return MFD_TP_PASS;
 }

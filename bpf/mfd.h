@@ -16,6 +16,25 @@
 
 #define MFD_ZONE_NAME_LEN 16
 
+/*
+ * What every tracepoint program returns: 1, never 0.
+ *
+ * A tracepoint runs its BPF programs first and hands the event to its perf
+ * consumers only if they returned non-zero: perf_trace_run_bpf_submit()
+ * (kernel/events/core.c, called by every TRACE_EVENT's perf probe) and, for
+ * syscalls:sys_enter_*, perf_syscall_enter() (kernel/trace/trace_syscalls.c)
+ * drop the event when trace_call_bpf() returns 0.  The programs of a
+ * tracepoint are shared by every perf_event open on it, so a 0 here would
+ * blind every `perf stat`/`perf record` of that tracepoint on the machine
+ * while mfd runs.  (trace_call_bpf() combines the results of all programs on
+ * the tracepoint with a bitwise AND: exactly 1, not just non-zero.)  mfd
+ * counts in maps and reads nothing through perf, so the value changes nothing
+ * for mfd itself.  ftrace (tracefs) has its own probe and never sees it.
+ * Kprobes differ: see bpf/alloc.bpf.c.  tests/test_tracers.py checks all this
+ * with the real perf.
+ */
+#define MFD_TP_PASS 1
+
 /* One struct zone. */
 struct mfd_zone {
 	u64 start_pfn;		/* zone->zone_start_pfn */

@@ -100,11 +100,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 	u64 memcg = 0, err = 0, nr = 0;
 	int zero = 0;
 
+	/* Every process's getppid() comes here: pass them all on to perf
+	 * (MFD_TP_PASS, see mfd.h), mfd's own trigger calls included. */
 	if ((bpf_get_current_pid_tgid() >> 32) != MFD_TGID)
-		return 0;
+		return MFD_TP_PASS;
 	snap = snapshot.lookup(&zero);
 	if (!snap)
-		return 0;
+		return MFD_TP_PASS;
 #if MFD_PGDAT_PATH == 2
 	memcg = mfd_memcg(&err);
 	if (!memcg)
@@ -141,5 +143,5 @@ out:
 	snap->nr_nodes = nr;
 	snap->err = err;
 	snap->seq++;
-	return 0;
+	return MFD_TP_PASS;
 }

@@ -82,6 +82,17 @@ if [ $want_test = 1 ]; then
     elif command -v dnf >/dev/null 2>&1; then
         dnf install -y -q python3-hypothesis || log "no python3-hypothesis: property tests skip"
     fi
+    # perf, for the test that other tracers see the same events with mfd running.
+    # Debian calls it linux-perf; Ubuntu ships it per kernel in linux-tools-*.
+    if ! command -v perf >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            apt-get install -y -qq --no-install-recommends linux-perf >/dev/null 2>&1 ||
+                apt-get install -y -qq --no-install-recommends "linux-tools-$release" >/dev/null 2>&1 ||
+                log "no perf package in the archive: the perf half of tests/test_tracers.py skips"
+        else
+            dnf install -y -q perf || log "no perf package: the perf half of tests/test_tracers.py skips"
+        fi
+    fi
 fi
 
 # BCC reads tracepoint formats from tracefs; the tests read the kernel's own
