@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,15 +28,81 @@ prometheus_client = pytest.importorskip("prometheus_client")
     (":9610", ("127.0.0.1", 9610)),
     ("0.0.0.0:9100", ("0.0.0.0", 9100)),
     ("[::1]:9610", ("::1", 9610)),
+    ("[::]:9610", ("::", 9610)),
+    ("[fe80::1%lo]:9610", ("fe80::1%lo", 9610)),
+    ("localhost:9610", ("localhost", 9610)),
 ])
 def test_parse_listen(text, want):
     assert parse_listen(text) == want
 
 
-@pytest.mark.parametrize("text", ["x", "host:", "1:99999", "0"])
+@pytest.mark.parametrize("text", ["x", "host:", "1:99999", "0", "", " 9610", "+9610", "9_610",
+                                  "[::1]", "[::1]9610", "[]:9610", "[x]:9610", "[1.2.3.4]:9610",
+                                  "::1:9610", "a b:9610", "999.1.1.1:9610", "-x:9610"])
 def test_parse_listen_rejects(text):
     with pytest.raises(UsageError):
         parse_listen(text)
+
+
+@pytest.mark.parametrize("text,full", [("0:9610", "0.0.0.0"), ("0.0:9610", "0.0.0.0"),
+                                       ("127.1:9610", "127.0.0.1"),
+                                       ("0x7f000001:9610", "127.0.0.1")])
+def test_inet_aton_shorthand_is_never_an_address(text, full):
+    # glibc would bind "0" as 0.0.0.0: every interface, said by a single digit
+    with pytest.raises(UsageError, match=f"shorthand for {full}"):
+        parse_listen(text)
+
+
+@pytest.mark.parametrize("text", ["::1", "::", "fe80::1"])
+def test_unbracketed_ipv6_is_a_usage_error_that_shows_the_brackets(text):
+    with pytest.raises(UsageError, match=re.escape(f"[{text}]:9610")):
+        parse_listen(text)
+
+
+def test_every_interface_is_never_implied_on_the_command_line():
+    r = run_mfd("--source", "procfs", "--prometheus", "0:9610", timeout=20)
+    assert r.returncode == 2 and "0.0.0.0" in r.stderr and "Traceback" not in r.stderr
+    r = run_mfd("serve", "--source", "procfs", "--listen", "::1", timeout=20)
+    assert r.returncode == 2 and "[::1]:9610" in r.stderr
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+
+
+@needs_ipv6
+def test_ipv6_listener_is_bracketed_in_messages_and_scrapes():
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(mfd_argv("serve", "--source", "procfs", "--listen", f"[::1]:{port}"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://[::1]:{port}/metrics"
+    try:
+        _wait_for(lambda: p.poll() is None and _get(url), "mfd serve on [::1]")
+        assert "mfd_zone_free_pages{" in _get(url)
+    finally:
+        p.terminate()
+        err = p.communicate(timeout=20)[1]
+    assert f"on http://[::1]:{port}/metrics" in err, err
+
+
+@needs_ipv6
+def test_ipv6_port_in_use_is_bracketed():
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_mfd("serve", "--source", "procfs", "--listen", f"[::1]:{port}", timeout=20)
+    assert r.returncode == 1 and f"cannot listen on [::1]:{port}" in r.stderr
 
 
 def _registry(source, flt=Filter()):

@@ -222,8 +222,11 @@ def btf_blob(tmp_path):
 
 
 def _in_umask_000(code: str) -> subprocess.CompletedProcess:
+    # BCC_KERNEL_SOURCE is the user's word to find_header_tree: with it set, the
+    # child would look at that tree, not the one the test builds.
+    env = {k: v for k, v in os.environ.items() if k != "BCC_KERNEL_SOURCE"}
     return subprocess.run([sys.executable, "-c", "import os; os.umask(0)\n" + code],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_btf_cache_under_umask_000_is_0755_and_0644(btf_blob, tmp_path):
@@ -334,6 +337,7 @@ def test_a_swapped_header_in_the_cache_is_not_compiled(tmp_path, shared_dir):
     _debian_split(tmp_path / "usr_src")
     cache = os.path.join(shared_dir, "var_cache_mfd")
     joined = _find_tree(tmp_path, cache)[0]
+    assert joined.startswith(cache + os.sep), joined      # never spoil a real cache
     os.chmod(os.path.join(joined, "include"), 0o777)   # as an old mfd made it under umask 000
     evil = os.path.join(shared_dir, "evil")
     as_nobody("sh", "-c", f"mkdir -p {evil}/linux && echo '#error owned' > "
@@ -344,6 +348,22 @@ def test_a_swapped_header_in_the_cache_is_not_compiled(tmp_path, shared_dir):
     assert not path.startswith(cache), path                 # a private tree for this run
     assert "not using the header cache" in cache_note and "writable by others" in cache_note
     assert kconfig == "/* common */"
+
+
+def test_the_header_tree_is_not_left_in_the_environment():
+    """BCC_KERNEL_SOURCE is set for the compile only.  Left set, every later load
+    and every child took it as the user's word and skipped the trust checks on
+    the cache: one test that spoilt the cache broke every load after it."""
+    r = subprocess.run([sys.executable, "-c",
+                        "import os\n"
+                        "from mfd.sources.zonewalk import ZonewalkSource\n"
+                        "s = ZonewalkSource(note=lambda m: None)\n"
+                        "s.snapshot(); s.close()\n"
+                        "print(os.environ.get('BCC_KERNEL_SOURCE'))"],
+                       capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if k != "BCC_KERNEL_SOURCE"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "None", r.stdout
 
 
 def test_a_read_only_cache_does_not_say_install_headers(tmp_path):

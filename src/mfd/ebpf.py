@@ -8,6 +8,7 @@ idea of a map's sizes) goes through :func:`libbcc`.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import struct
@@ -83,21 +84,40 @@ def require_tracepoints(points: Sequence[Tuple[str, str]], note: Callable[[str],
 
 
 def import_bcc(note: Callable[[str], None], hint: str = ""):
-    """Point BCC at a kernel header tree (saying once which, if not the
-    kernel's own) and import it; BCC's BPF class.  Imported late: it costs
-    ~60 ms and needs tracefs.  ``hint`` ends the message when BCC is missing."""
+    """Find a kernel header tree for BCC (saying once which, if not the
+    kernel's own) and import it: (BCC's BPF class, the tree's path or None).
+    Imported late: it costs ~60 ms and needs tracefs.  ``hint`` ends the
+    message when BCC is missing."""
     tree = find_header_tree(cache_dir=CACHE_DIR)
-    if tree.path:
-        os.environ["BCC_KERNEL_SOURCE"] = tree.path
     for said in (tree.cache_note, tree.note):
         if said:
-            note(said)
+            note_once(note, said)       # the walker and the events both compile
     try:
         from bcc import BPF
     except ImportError as e:
         raise SourceUnavailable("BCC's Python bindings are not installed: apt install "
                                 "python3-bpfcc, or dnf install python3-bcc" + hint) from e
-    return BPF
+    return BPF, tree.path
+
+
+@contextlib.contextmanager
+def kernel_source(path: Optional[str]):
+    """BCC_KERNEL_SOURCE set to ``path`` for one compile only (BCC reads it
+    when a BPF object is built).  Left set, it would be inherited by every
+    child and later load, and find_header_tree takes the variable as the
+    user's word: a tree checked once would never be checked again."""
+    if not path:
+        yield
+        return
+    before = os.environ.get("BCC_KERNEL_SOURCE")
+    os.environ["BCC_KERNEL_SOURCE"] = path
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["BCC_KERNEL_SOURCE"]
+        else:
+            os.environ["BCC_KERNEL_SOURCE"] = before
 
 
 def libbcc():
@@ -120,10 +140,10 @@ class Program:
                  attach: Optional[Callable[[object], None]] = None):
         self.what = what
         self.bpf = None
-        BPF = import_bcc(note, hint)
+        BPF, tree = import_bcc(note, hint)
         failure = None
         capture = StderrCapture(passthrough=debug)
-        with capture:
+        with capture, kernel_source(tree):
             try:
                 self.bpf = BPF(text=text.encode(), cflags=list(flags))
                 if attach is not None:

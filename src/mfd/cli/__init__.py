@@ -63,7 +63,7 @@ def _options_before(args, parser) -> List[str]:
 
 
 def _monitor(args) -> int:
-    if args.prometheus:
+    if args.prometheus is not None:      # '' too: parse_listen says it is empty
         if args.extfrag_events or args.events:
             raise UsageError("-s and --events do not go with --prometheus (it serves snapshots)")
         clash = [flag for dest, flag in _NOT_WITH_SERVE if getattr(args, dest)]

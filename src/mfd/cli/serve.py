@@ -10,7 +10,7 @@ from typing import List
 from .. import __version__
 from ..derive import Frame
 from ..model import Filter, Sample
-from ..sinks.exporter import DEFAULT_PORT, parse_listen, serve
+from ..sinks.exporter import DEFAULT_PORT, HEAD_TIMEOUT, MAX_CONNECTIONS, parse_listen, serve
 from ..sources import open_snapshot_source
 from ..term import note
 from . import common
@@ -19,8 +19,14 @@ from . import common
 EPILOG = f"""\
 examples:
   sudo mfd serve                           /metrics on 127.0.0.1:{DEFAULT_PORT}
-  sudo mfd serve --listen 0.0.0.0:{DEFAULT_PORT}     on every interface
+  sudo mfd serve --listen [::1]:{DEFAULT_PORT}       on IPv6 loopback
+  sudo mfd serve --listen 0.0.0.0:{DEFAULT_PORT}     on every IPv4 interface
+  sudo mfd serve --listen [::]:{DEFAULT_PORT}        on every IPv6 interface
   mfd serve --source procfs --listen 19610 without root: from /proc
+
+Every interface is never implied: 0.0.0.0 or [::] must be written out, and
+an IPv6 address goes in brackets.  Each connection carries one request and
+must send it within {HEAD_TIMEOUT:g} s; at most {MAX_CONNECTIONS} are held at once.
 """
 
 
@@ -29,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "snapshot, nothing runs between scrapes.", EPILOG)
     p.add_argument("--listen", metavar="[HOST:]PORT", default=str(DEFAULT_PORT),
                    help=f"address to listen on (default 127.0.0.1:{DEFAULT_PORT}; "
-                        "no host means loopback)")
+                        "no host means loopback; IPv6 in brackets, as [::1]:PORT)")
     common.add_filter(p)
     common.add_source(p)
     common.add_debug(p)
@@ -66,14 +72,13 @@ def run(cfg: ServeConfig) -> int:
 
         return serve(take, {"version": __version__, "source": source.name,
                             "pgdat_path": getattr(source, "pgdat_path", None) or "",
-                            "kernel": os.uname().release}, cfg.listen, note)
+                            "kernel": os.uname().release}, cfg.listen, note, cfg.flag)
     finally:
         source.close()
 
 
 def main(argv: List[str], debug: bool = False) -> int:
-    try:
-        args = build_parser().parse_args(list(argv) + (["--debug"] if debug else []))
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
+    args = common.parse(build_parser(), list(argv) + (["--debug"] if debug else []))
+    if isinstance(args, int):
+        return args
     return common.finish(lambda: run(config(args)), args.debug)

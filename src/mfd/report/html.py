@@ -21,6 +21,10 @@ def html_page(rep: Report, png: bytes) -> str:
     """A self-contained page: summary tables and the charts as an inline PNG."""
     import base64
     span = rep.last - rep.first
+    # Every string from the recording goes through html.escape (in _html_table
+    # and below).  A file of 1024 nodes x 8 zones x 64 orders would make half a
+    # million rows here: with more zones than the charts show, the charted ones.
+    shown = [rep.zones[k] for k in rep.charted if k in rep.zones] or list(rep.zones.values())
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>mfd report: {html.escape(os.path.basename(rep.path))}</title><style>",
@@ -40,9 +44,10 @@ def html_page(rep: Report, png: bytes) -> str:
         "<img alt='unusable index heatmap, free blocks per order and event rates over time' "
         "src='data:image/png;base64," + base64.b64encode(png).decode("ascii") + "'>",
         "<h2>Every order</h2><p>NO_BLOCK: time with no free block of that order or larger "
-        "(an allocation of that order would have needed reclaim or compaction).</p>",
-        _html_table(*order_rows(rep, [(s, o) for s in rep.zones.values()
-                                      for o in range(s.nr_orders)])),
+        "(an allocation of that order would have needed reclaim or compaction)."
+        + (f" The {len(shown)} zones charted; the others' orders are in "
+           "<code>mfd report --csv</code>." if len(shown) < len(rep.zones) else "") + "</p>",
+        _html_table(*order_rows(rep, [(s, o) for s in shown for o in range(s.nr_orders)])),
     ]
     if rep.events:
         parts += ["<h2>Events</h2>", _html_table(["EVENT", "TOTAL", "RATE"],

@@ -23,12 +23,24 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..model import GROUPS
+from ..term import one_line
 
 CMAP = "RdYlGn_r"          # the live view's ramp: green usable, red unusable
 ROW_HEIGHT = 2.9           # inches per zone row
 EVENTS_HEIGHT = 2.8        # inches for the events row
 WIDTH = 15.0
 DPI = 100
+# At most build.MAX_CHART_ZONES zone rows: 15 x 37.6 inches, 1500 x 3760
+# pixels at the most, whatever the recording holds.
+MAX_SERIES = 10            # lines in one events panel: the busiest, the rest are in the tables
+MAX_TICKS = 16             # order labels on a heatmap's axis
+
+
+def _text(s: str) -> str:
+    """A string from the recording (or the command line) as plain text for
+    matplotlib: one line, and no mathtext ("$...$" would be parsed as TeX,
+    and a malformed formula fails the whole drawing)."""
+    return one_line(s).replace("$", r"\$")
 
 
 def _columns_layout(columns) -> Tuple[List[float], List[Optional[int]]]:
@@ -85,8 +97,9 @@ def zone_matrices(rep, key, cells) -> Tuple[np.ndarray, np.ndarray]:
         if acc is None:
             continue
         n, u_sum, b_sum = acc
-        unusable[:, j] = np.asarray(u_sum[:orders], dtype=float) / (1000.0 * n)
-        blocks[:, j] = np.asarray(b_sum[:orders], dtype=float) / n
+        k = min(orders, len(u_sum))     # a run on a kernel with fewer orders: NaN above
+        unusable[:k, j] = np.asarray(u_sum[:k], dtype=float) / (1000.0 * n)
+        blocks[:k, j] = np.asarray(b_sum[:k], dtype=float) / n
     return unusable, blocks
 
 
@@ -111,10 +124,10 @@ def _draw_zone(fig, ax_heat, ax_free, rep, key, x_edges, x_mid, cells) -> None:
     mesh = ax_heat.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(unusable), cmap=CMAP,
                               vmin=0.0, vmax=1.0, shading="flat")
     ax_heat.set_label(f"heat:{s.node}:{s.zone}")
-    ax_heat.set_title(f"node {s.node} {s.zone}: unusable index per order", fontsize=10,
+    ax_heat.set_title(f"node {s.node} {_text(s.zone)}: unusable index per order", fontsize=10,
                       loc="left")
     ax_heat.set_ylabel("order")
-    ax_heat.set_yticks(range(s.nr_orders))
+    ax_heat.set_yticks(range(0, s.nr_orders, -(-s.nr_orders // MAX_TICKS)))
     ax_heat.tick_params(axis="y", labelsize=7)
     ax_heat.set_xlim(x_edges[0], x_edges[-1])
     _time_axis(ax_heat)
@@ -126,12 +139,14 @@ def _draw_zone(fig, ax_heat, ax_free, rep, key, x_edges, x_mid, cells) -> None:
     for o in range(s.nr_orders):
         ax_free.plot(x_mid, blocks[o], color=order_colour(o), linewidth=1.1, label=str(o))
     ax_free.set_yscale("symlog", linthresh=1)
-    ax_free.set_title(f"node {s.node} {s.zone}: free blocks per order", fontsize=10, loc="left")
+    ax_free.set_title(f"node {s.node} {_text(s.zone)}: free blocks per order", fontsize=10,
+                      loc="left")
     ax_free.set_ylabel("blocks")
     ax_free.set_xlim(x_edges[0], x_edges[-1])
     ax_free.grid(True, alpha=0.3)
     _time_axis(ax_free)
-    ax_free.legend(title="order", fontsize=6, title_fontsize=7, ncol=2, loc="upper left",
+    ax_free.legend(title="order", fontsize=6, title_fontsize=7,
+                   ncol=max(2, -(-s.nr_orders // 8)), loc="upper left",
                    bbox_to_anchor=(1.0, 1.0), frameon=False)
 
 
@@ -143,12 +158,15 @@ def _draw_events(ax, title, series, x_mid, prefix: str) -> bool:
         ax.text(0.5, 0.5, "none in this span (all counts 0)", ha="center", va="center",
                 color="#555", transform=ax.transAxes)
         return False
+    if len(series) > MAX_SERIES:    # the busiest lines; every counter is in the tables
+        busiest = sorted(series, key=lambda k: -float(np.nansum(series[k])))[:MAX_SERIES]
+        series = {k: series[k] for k in sorted(busiest)}
     peaks = []
     for i, (name, rates) in enumerate(series.items()):
         # equal series (every steal changing ownership) stay visible: dashes over solid
         ax.plot(x_mid, rates, linewidth=1.3, linestyle=("-", "--", ":", "-.")[i % 4],
-                color=f"C{i % 10}", label=name[len(prefix):] if name.startswith(prefix)
-                else name)
+                color=f"C{i % 10}", label=_text(name[len(prefix):] if name.startswith(prefix)
+                                                else name))
         if np.isfinite(rates).any() and np.nanmax(rates) > 0:
             peaks.append(float(np.nanmax(rates)))
     if peaks and max(peaks) > 20 * min(peaks):
@@ -189,7 +207,7 @@ def event_panels(names) -> List[Tuple[str, str, Callable[[str], bool], str]]:
 
 def figure(rep) -> Figure:
     """The whole chart page for a :class:`mfd.report.Report` built with ``charts=True``."""
-    keys = list(rep.zones)
+    keys = list(rep.charted or rep.zones)
     x_edges_s, cells = _columns_layout(rep.columns)
     x_edges = _dates(x_edges_s)
     x_mid = (x_edges[:-1] + x_edges[1:]) / 2
@@ -219,7 +237,10 @@ def figure(rep) -> Figure:
         ax.text(0.5, 0.5, "no events in this recording "
                 "(record with mfd -s/--events to add them)", ha="center", va="center",
                 fontsize=11, color="#555")
-    fig.suptitle(f"mfd report: {rep.path}  ({rep.samples} samples)", fontsize=12)
+    left_out = len(rep.zones) - len(keys)
+    fig.suptitle(f"mfd report: {_text(rep.path)}  ({rep.samples} samples"
+                 + (f"; the {len(keys)} worst of {len(rep.zones)} zones, all of them in the "
+                    "tables" if left_out > 0 else "") + ")", fontsize=12)
     return fig
 
 

@@ -7,7 +7,13 @@ from typing import List, Tuple
 from ..durations import format_duration
 from ..fragindex import format_index
 from ..sinks.table import table
-from .build import Report, ZoneSummary
+from ..term import one_line
+from .build import Report, ZoneSummary, rank_zones
+
+# Strings in a recording (zone, host, kernel, source names, event counter
+# names) are whatever the file says: every one goes through one_line before it
+# reaches the terminal, so a control sequence or a newline in ``kernel`` is
+# shown escaped and cannot forge a line of the summary.
 
 
 def _stamp(t: float) -> str:
@@ -18,22 +24,28 @@ def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
+RUNS_SHOWN = 4      # distinct hosts, sources, intervals named in the runs line
+
+
+def _some(items: List[str]) -> str:
+    """The first RUNS_SHOWN items, and how many more (a file may hold many runs)."""
+    more = len(items) - RUNS_SHOWN
+    return ", ".join(items[:RUNS_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
 def _runs_line(rep: Report) -> str:
     hosts = sorted({(r.host, r.kernel) for r in rep.runs})
     sources = sorted({r.source + (f" (pgdat via {r.pgdat_path})" if r.pgdat_path else "")
                       for r in rep.runs})
     intervals = sorted({r.interval for r in rep.runs})
     return (f"{len(rep.runs)} run{'s' if len(rep.runs) != 1 else ''}: "
-            + ", ".join(f"{h}, kernel {k}" for h, k in hosts) + "; "
-            + ", ".join(sources) + "; every "
-            + ", ".join(f"{i:g} s" for i in intervals))
+            + _some([f"{one_line(h)}, kernel {one_line(k)}" for h, k in hosts]) + "; "
+            + _some([one_line(x) for x in sources]) + "; every "
+            + _some([f"{i:g} s" for i in intervals]))
 
 
 def worst_zones(rep: Report) -> List[ZoneSummary]:
-    o = rep.order
-    return sorted(rep.zones.values(), key=lambda s: (
-        -(s.above[o] if o < s.nr_orders else 0),
-        -(s.unusable_mean(o) if o < s.nr_orders else 0), s.node, s.zone_idx))
+    return rank_zones(rep.zones.values(), rep.order)
 
 
 def worst_orders(rep: Report, limit: int = 10) -> List[Tuple[ZoneSummary, int]]:
@@ -55,7 +67,7 @@ def zone_rows(rep: Report) -> Tuple[List[str], List[list]]:
     rows = []
     for s in worst_zones(rep):
         has = o < s.nr_orders
-        rows.append([s.node, s.zone, s.managed, s.free_min, s.free_max,
+        rows.append([s.node, one_line(s.zone), s.managed, s.free_min, s.free_max,
                      _idx(s.unusable_mean(o)) if has else "-",
                      format_index(s.unusable_max[o]) if has else "-",
                      format_duration(s.above[o]) if has else "-",
@@ -67,9 +79,9 @@ def order_rows(rep: Report, pairs) -> Tuple[List[str], List[list]]:
     thr = format_index(rep.threshold)
     headers = ["NODE", "ZONE", "ORDER", "NR_FREE_MIN", "NR_FREE_MAX", "MEAN", "MAX",
                f">{thr}", "NO_BLOCK"]
-    rows = [[s.node, s.zone, o, s.nr_free_min[o], s.nr_free_max[o], _idx(s.unusable_mean(o)),
-             format_index(s.unusable_max[o]), format_duration(s.above[o]),
-             format_duration(s.no_block[o])] for s, o in pairs]
+    rows = [[s.node, one_line(s.zone), o, s.nr_free_min[o], s.nr_free_max[o],
+             _idx(s.unusable_mean(o)), format_index(s.unusable_max[o]),
+             format_duration(s.above[o]), format_duration(s.no_block[o])] for s, o in pairs]
     return headers, rows
 
 
@@ -84,7 +96,7 @@ def _rate(v: float) -> str:
 def event_rows(rep: Report, zeros: bool = False) -> List[list]:
     """[name, total, rate] of every event counter (``zeros``: those that stayed 0 too)."""
     span = rep.event_seconds
-    return [[k, _count(v), _rate(v / span) if span else "-"]
+    return [[one_line(k), _count(v), _rate(v / span) if span else "-"]
             for k, v in sorted(rep.events.items()) if v or zeros]
 
 
@@ -95,7 +107,7 @@ def _indented(headers, rows) -> str:
 def summary_text(rep: Report) -> str:
     span = rep.last - rep.first
     thr = format_index(rep.threshold)
-    out = [f"recording  {rep.path} (mfd schema {rep.version})",
+    out = [f"recording  {one_line(rep.path)} (mfd schema {rep.version})",
            f"runs       {_runs_line(rep)}",
            f"span       {_stamp(rep.first)} .. {_stamp(rep.last)} ({format_duration(span)}), "
            f"{rep.samples} samples",

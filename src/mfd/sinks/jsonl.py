@@ -31,10 +31,12 @@ def sample_json(frame: Frame, host: str, kernel: str, run: Optional[int] = None)
     """One object.  ``run`` (a recording's run id, for mfd report --json) adds
     seq, interval, run and events (null without events)."""
     snap, sample = frame.snapshot, frame.sample
-    zones = frame.zones(empty=True)
+    by_node: dict = {}
+    for f in frame.zones(empty=True):   # one pass: a recording may hold 1024 nodes
+        by_node.setdefault(f.zone.node, []).append(zone_json(f))
     nodes = []
     for n in frame.nodes():
-        nz = [zone_json(f) for f in zones if f.zone.node == n.node]
+        nz = by_node.get(n.node, [])
         if frame.filter.zone is not None and not nz:
             continue
         nodes.append({"node": n.node, "nr_zones": n.nr_zones, "start_pfn": n.start_pfn,
