@@ -4,8 +4,12 @@
 #   sudo make test-vm the kernel matrix only: mfd's root tests in VMs (tests/vm)
 .PHONY: run test test-vm setup setup-test bench
 
+# Recipes are not echoed and setup says everything on stderr, so that
+# `make run ARGS="--json --count 1" | jq .` gets mfd's output alone.
+MAKEFLAGS += --no-print-directory
+
 run: setup
-	.venv/bin/mfd $(ARGS)
+	@.venv/bin/mfd $(ARGS)
 
 test: setup-test
 	.venv/bin/python -m pytest -ra $(PYTEST_ARGS) tests
@@ -14,10 +18,10 @@ test-vm: setup-test
 	.venv/bin/python -m pytest -rA -m vm $(PYTEST_ARGS) tests
 
 setup:
-	scripts/setup.sh
+	@scripts/setup.sh
 
 setup-test:
-	scripts/setup.sh --test
+	@scripts/setup.sh --test
 
 bench: setup
 	.venv/bin/python bench/snapshot.py

@@ -6,6 +6,9 @@
 #   usage: scripts/setup.sh [--test]      (--test adds what the test suite needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything set-up says goes to stderr: `make run ARGS=--json | jq .` reads
+# mfd's stdout alone, on a fresh machine too (apt's and pip's chatter).
+exec 1>&2
 
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -60,13 +63,16 @@ fi
 if [ $want_test = 1 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
-        vm_pkgs="python3-hypothesis"
+        # Packaging tests: the .deb (Debian's Python tooling, lintian), the RPM
+        # spec (rpmbuild), and the man page and completions they generate.
+        vm_pkgs="python3-hypothesis debhelper dh-python pybuild-plugin-pyproject lintian rpm"
+        vm_pkgs="$vm_pkgs python3-argparse-manpage python3-shtab python3-setuptools bash-completion man-db"
         [ "$(dpkg --print-architecture)" = amd64 ] &&
             vm_pkgs="$vm_pkgs qemu-system-x86 busybox-static linux-image-amd64 make gcc"
         missing=""
         for p in $vm_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
         if [ -n "$missing" ]; then
-            log "apt-get install$missing (property tests, kernel matrix)"
+            log "apt-get install$missing (property tests, packaging, kernel matrix)"
             apt-get update -qq
             # shellcheck disable=SC2086
             apt-get install -y -qq --no-install-recommends $missing >/dev/null
@@ -104,10 +110,44 @@ if [ ! -x .venv/bin/python ]; then
     log "creating .venv from /usr/bin/python3 (--system-site-packages, for BCC)"
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-log "installing mfd into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check . 2>&1 |
-    grep -v "^$" >&2 || true
+# An editable install: the checkout is what runs (mfd --version names its
+# commit), and a re-run has nothing to reinstall unless pyproject.toml changed
+# (entry points, package data): the stamp holds its hash.
+stamp=.venv/.mfd-setup
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] ||
+   ! .venv/bin/python -c "import mfd.cli" >/dev/null 2>&1; then
+    log "installing mfd into .venv (editable: the checkout is what runs)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e . 2>&1 |
+        grep -v "^$" >&2 || true
+    echo "$want" > "$stamp"
+fi
 .venv/bin/python -c "import mfd.cli, bcc" || { echo "setup: mfd or bcc does not import" >&2; exit 1; }
+
+# `sudo mfd` from anywhere: sudo resets PATH to its secure_path, which has
+# /usr/local/bin on Debian, Ubuntu, Fedora and openEuler.  A launcher, not a
+# symlink, so that a moved or deleted checkout says what to do.  A file there
+# that is not ours (the .deb puts mfd in /usr/bin, never here) is left alone.
+launcher=/usr/local/bin/mfd
+marker="# mfd launcher (scripts/setup.sh)"
+here=$(pwd -P)
+if [ "${here#*\'}" != "$here" ]; then
+    log "the checkout's path has a quote in it: no launcher in /usr/local/bin (run $here/.venv/bin/mfd)"
+elif [ -e "$launcher" ] && ! grep -qF "$marker" "$launcher" 2>/dev/null; then
+    log "$launcher exists and is not mfd's launcher: left alone (run $here/.venv/bin/mfd)"
+else
+    body="#!/bin/sh
+$marker: runs the checkout at $here
+[ -x '$here/.venv/bin/mfd' ] || { echo 'mfd: the checkout $here is gone: run scripts/setup.sh from a checkout' >&2; exit 1; }
+exec '$here/.venv/bin/mfd' \"\$@\""
+    if [ "$(cat "$launcher" 2>/dev/null)" != "$body" ]; then
+        log "$launcher -> $here/.venv/bin/mfd"
+        tmp=$(mktemp /usr/local/bin/.mfd.XXXXXX)
+        printf '%s\n' "$body" > "$tmp"
+        chmod 0755 "$tmp"
+        mv -f "$tmp" "$launcher"
+    fi
+fi
 if [ $want_test = 1 ] && [ ! -x .venv/bin/vng ] && [ "$(uname -m)" = x86_64 ]; then
     log "installing virtme-ng into .venv (vng: boots the kernel matrix's VMs)"
     .venv/bin/python -m pip install -q --disable-pip-version-check virtme-ng 2>&1 |

@@ -24,14 +24,15 @@ ALLOWED = {
     "mfd.durations": set(),
     "mfd.fragindex": set(),
     "mfd.safefs": BASE,
+    "mfd.origin": BASE,             # how mfd was installed: for hints and --version
     "mfd.model": BASE,
     "mfd.derive": BASE | {"mfd.model", "mfd.fragindex"},
     "mfd.kernel": BASE | {"mfd.safefs"},
-    "mfd.ebpf": BASE | {"mfd.kernel", "mfd.term"},
+    "mfd.ebpf": BASE | {"mfd.kernel", "mfd.term", "mfd.origin"},
     "mfd.recording": BASE | {"mfd.model"},
     "mfd.sources": BASE | {"mfd.model", "mfd.kernel", "mfd.ebpf", "mfd.term"},
     "mfd.sinks": BASE | {"mfd.model", "mfd.derive", "mfd.fragindex", "mfd.term", "mfd.safefs",
-                         "mfd.recording", "mfd.durations"},
+                         "mfd.recording", "mfd.durations", "mfd.origin"},
     "mfd.report": BASE | {"mfd.model", "mfd.derive", "mfd.fragindex", "mfd.recording", "mfd.safefs",
                           "mfd.sinks", "mfd.durations", "mfd.term"},
     "mfd.cli": None,            # the top: anything

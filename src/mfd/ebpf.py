@@ -95,8 +95,9 @@ def import_bcc(note: Callable[[str], None], hint: str = ""):
     try:
         from bcc import BPF
     except ImportError as e:
-        raise SourceUnavailable("BCC's Python bindings are not installed: apt install "
-                                "python3-bpfcc, or dnf install python3-bcc" + hint) from e
+        from .origin import install_hint     # BCC is not on PyPI: always the distro's
+        raise SourceUnavailable("BCC's Python bindings are not installed: "
+                                + install_hint("python3-bpfcc", "python3-bcc") + hint) from e
     return BPF, tree.path
 
 

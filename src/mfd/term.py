@@ -32,6 +32,30 @@ def note(msg: str) -> None:
 
 _SAID: set = set()
 
+# -q/--quiet: informational notes (a fallback taken, a file written) stay off
+# stderr; errors still print.  What was noted is kept for --json either way.
+_QUIET = [False]
+_NOTED: list = []
+MAX_NOTED = 32      # distinct notes kept for --json (a run says two or three)
+
+
+def set_quiet(on: bool) -> None:
+    _QUIET[0] = bool(on)
+
+
+def info(msg: str) -> None:
+    """A note that -q silences: the facts a run says once (which path it took,
+    which header tree it compiles against).  Kept for :func:`noted`."""
+    if msg not in _NOTED and len(_NOTED) < MAX_NOTED:
+        _NOTED.append(msg)
+    if not _QUIET[0]:
+        note(msg)
+
+
+def noted() -> list:
+    """What :func:`info` was told this run, in order (escaped: it is data)."""
+    return [one_line(m) for m in _NOTED]
+
 
 def note_once(say, msg: str) -> None:
     """``say(msg)`` unless this process already said it (a fallback that two

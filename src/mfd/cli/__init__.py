@@ -55,7 +55,7 @@ def _options_before(args, parser) -> List[str]:
     """Monitor options given before a command (they would be lost): their flags."""
     out = []
     for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "version", "debug"):
+        if not action.option_strings or action.dest in ("help", "version", "debug", "quiet"):
             continue
         if getattr(args, action.dest, None) != action.default:
             out.append(action.option_strings[0])

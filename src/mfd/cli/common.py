@@ -17,7 +17,7 @@ from ..durations import parse_duration
 from ..errors import MfdError
 from ..safefs import FOLLOW_FLAG
 from ..sources import SNAPSHOT_SOURCES
-from ..term import note, one_line
+from ..term import note, one_line, set_quiet
 
 
 class Terminated(BaseException):
@@ -128,6 +128,9 @@ def add_follow_symlinks(p: argparse.ArgumentParser) -> None:
 
 def add_debug(p: argparse.ArgumentParser, what: str = "show tracebacks and BCC's output"):
     p.add_argument("--debug", action="store_true", help=what)
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no notes on stderr (fallbacks taken, files written); errors "
+                        "still print, and --json keeps the notes")
 
 
 # -- ending ---------------------------------------------------------------------------
@@ -205,7 +208,10 @@ def parse(parser: argparse.ArgumentParser, argv):
     """``parser.parse_args(argv)``, or the exit status when parsing ended mfd
     (-h, --version, a usage error) or -h could not be written."""
     try:
-        return parser.parse_args(argv)
+        args = parser.parse_args(argv)
+        if getattr(args, "quiet", False):   # "mfd -q report ...": before the command too
+            set_quiet(True)
+        return args
     except SystemExit as e:  # -h, --version, usage errors
         return e.code if isinstance(e.code, int) else 2
     except OSError as e:

@@ -15,14 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .. import __version__
+from ..origin import version_text
 from ..derive import Frame
 from ..errors import UsageError
 from ..model import Filter, Sample
 from ..sinks.jsonl import JsonSink
 from ..sinks.text import TextSink, View
 from ..sources import open_snapshot_source
-from ..term import note
+from ..term import info, note
 from . import common
 
 EPILOG = """\
@@ -113,7 +113,7 @@ def build_parser(commands: Sequence[Tuple[str, str]] = ()) -> argparse.ArgumentP
     common.add_source(p)
     common.add_debug(p)
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--version", action="version", version=f"mfd {__version__}")
+    p.add_argument("--version", action="version", version=version_text())
     # The command (report, serve, ...) and its arguments: see mfd.cli.main.
     p.add_argument("command", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -221,7 +221,7 @@ def print_programs(cfg: MonitorConfig) -> int:
     print(walker.source_text())
     if cfg.groups:
         from ..sources.events import EventSource
-        ev = EventSource(cfg.groups, cfg.filter, cfg.alloc_probe, note=note, load=False)
+        ev = EventSource(cfg.groups, cfg.filter, cfg.alloc_probe, note=info, load=False)
         print("// events cflags: " + " ".join(ev.cflags))
         print(ev.source_text())
     return 0
@@ -258,7 +258,7 @@ def run(cfg: MonitorConfig) -> int:
     if cfg.output == "live":
         from ..sinks.live import check_terminal
         check_terminal()    # TERM=dumb, or no tty: refused before anything is compiled
-    source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, note)
+    source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, info)
     sinks: List = []
     events = None
     try:
@@ -268,7 +268,7 @@ def run(cfg: MonitorConfig) -> int:
         sinks, wait = _sinks(cfg)
         if cfg.groups:
             from ..sources.events import EventSource
-            events = EventSource(cfg.groups, flt, cfg.alloc_probe, note=note, debug=cfg.debug)
+            events = EventSource(cfg.groups, flt, cfg.alloc_probe, note=info, debug=cfg.debug)
             wait(cfg.interval)  # events count over an interval, the first sample's too
         n = 0
         start = last = time.monotonic()

@@ -15,12 +15,11 @@ from ..report.build import build
 from ..report.exports import Exports
 from ..report.html import html_page
 from ..report.summary import _stamp, summary_text
+from ..origin import install_hint
 from ..safefs import AtomicOutput
-from ..term import note
+from ..term import info
 from . import common
 
-PLOT_HINT = ("charts need matplotlib: pip install 'mfd[plot]' "
-             "(or apt-get install python3-matplotlib / dnf install python3-matplotlib)")
 
 EPILOG = """\
 examples:
@@ -116,7 +115,7 @@ def _write(path: str, data: bytes, follow_symlinks: bool) -> None:
             f.write(data)
         except OSError as e:
             raise MfdError(f"cannot write {path}: {e.strerror}") from None
-    note(f"wrote {path}")
+    info(f"wrote {path}")
 
 
 def run(cfg: ReportConfig) -> int:
@@ -168,7 +167,8 @@ def run(cfg: ReportConfig) -> int:
     if not cfg.to_stdout:
         print(summary_text(rep), flush=True)
     if charts and plots is None:
-        raise MfdError(PLOT_HINT)
+        raise MfdError("charts need matplotlib: " +
+                       install_hint("python3-matplotlib", "python3-matplotlib", "matplotlib"))
     return 0
 
 

@@ -12,7 +12,7 @@ from ..derive import Frame
 from ..model import Filter, Sample
 from ..sinks.exporter import DEFAULT_PORT, HEAD_TIMEOUT, MAX_CONNECTIONS, parse_listen, serve
 from ..sources import open_snapshot_source
-from ..term import note
+from ..term import info, note
 from . import common
 
 
@@ -63,7 +63,7 @@ def config(args, flag: str = "--listen") -> ServeConfig:
 
 
 def run(cfg: ServeConfig) -> int:
-    source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, note)
+    source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, info)
     try:
         flt = cfg.filter.resolve_in(source.snapshot())
 
@@ -72,7 +72,7 @@ def run(cfg: ServeConfig) -> int:
 
         return serve(take, {"version": __version__, "source": source.name,
                             "pgdat_path": getattr(source, "pgdat_path", None) or "",
-                            "kernel": os.uname().release}, cfg.listen, note, cfg.flag)
+                            "kernel": os.uname().release}, cfg.listen, note, cfg.flag, said=info)
     finally:
         source.close()
 

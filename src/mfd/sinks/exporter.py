@@ -673,15 +673,17 @@ def metrics_renderer(registry) -> Callable[[List[Request]], List[bytes]]:
 
 
 def serve(take: Callable[[], Frame], info: dict, listen: str, note: Callable[[str], None],
-          flag: str = "--listen") -> int:
+          flag: str = "--listen", said: Optional[Callable[[str], None]] = None) -> int:
     """Serve /metrics until a signal ends mfd.  ``info`` labels mfd_build_info
-    (version, source, pgdat_path, kernel).  Returns the exit status."""
+    (version, source, pgdat_path, kernel).  ``note`` says what goes wrong,
+    ``said`` (default ``note``) where it listens.  Returns the exit status."""
     try:
         from prometheus_client import CollectorRegistry
     except ImportError as e:
-        raise MfdError("the exporter needs prometheus-client: apt install "
-                       "python3-prometheus-client, dnf install python3-prometheus_client, "
-                       "or pip install prometheus-client") from e
+        from ..origin import install_hint
+        raise MfdError("the exporter needs prometheus-client: " + install_hint(
+            "python3-prometheus-client", "python3-prometheus_client",
+            "prometheus-client")) from e
 
     host, port = parse_listen(listen, flag)
     registry = CollectorRegistry(auto_describe=False)
@@ -691,7 +693,7 @@ def serve(take: Callable[[], Frame], info: dict, listen: str, note: Callable[[st
         bound = server.listener.getsockname()
         where = {"0.0.0.0": " (every IPv4 interface)",
                  "::": " (every IPv6 interface, not IPv4)"}.get(bound[0], "")
-        note(f"serving Prometheus metrics on http://{format_address(*bound[:2])}/metrics"
+        (said or note)(f"serving Prometheus metrics on http://{format_address(*bound[:2])}/metrics"
              f"{where} (one snapshot per scrape); Ctrl-C to end")
         server.serve_forever()
     finally:

@@ -11,6 +11,7 @@ import time
 from typing import Optional
 
 from ..derive import Frame, ZoneFigures
+from ..term import noted
 
 
 def zone_json(f: ZoneFigures) -> dict:
@@ -62,7 +63,11 @@ class JsonSink:
         self.host, self.kernel = host, kernel
 
     def emit(self, frame: Frame) -> None:
-        print(json.dumps(sample_json(frame, self.host, self.kernel)), flush=True)
+        doc = sample_json(frame, self.host, self.kernel)
+        # What the run said once on stderr (the path taken, the header tree),
+        # here too: -q keeps it off stderr, not out of the data.
+        doc["notes"] = noted()
+        print(json.dumps(doc), flush=True)
 
     def close(self) -> None:
         pass
