@@ -122,6 +122,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] ||
         grep -v "^$" >&2 || true
     echo "$want" > "$stamp"
 fi
+# setuptools' editable finder comes after the path search, so an installed
+# mfd .deb (/usr/lib/python3/dist-packages, seen through
+# --system-site-packages) would win: put the checkout's src first.
+site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+[ "$(cat "$site/mfd-checkout.pth" 2>/dev/null)" = "$(pwd -P)/src" ] ||
+    echo "$(pwd -P)/src" > "$site/mfd-checkout.pth"
 .venv/bin/python -c "import mfd.cli, bcc" || { echo "setup: mfd or bcc does not import" >&2; exit 1; }
 
 # `sudo mfd` from anywhere: sudo resets PATH to its secure_path, which has
