@@ -22,7 +22,7 @@ log() { echo "setup: $*" >&2; }
 release=$(uname -r)
 
 if command -v apt-get >/dev/null 2>&1; then
-    pkgs="python3-bpfcc python3-venv python3-tabulate python3-prometheus-client bpftool"
+    pkgs="python3-bpfcc libbpf1 python3-venv python3-tabulate python3-prometheus-client bpftool"
     [ $want_test = 1 ] && pkgs="$pkgs python3-pytest prometheus python3-matplotlib tmux"
     # Headers for the running kernel if the archive has them; otherwise the
     # distro's generic ones (mfd takes offsets from BTF, so another kernel's
@@ -44,7 +44,7 @@ if command -v apt-get >/dev/null 2>&1; then
         fi
     fi
 elif command -v dnf >/dev/null 2>&1; then
-    pkgs="python3-bcc python3-tabulate python3-prometheus_client bpftool"
+    pkgs="python3-bcc libbpf python3-tabulate python3-prometheus_client bpftool"
     [ $want_test = 1 ] && pkgs="$pkgs python3-pytest python3-matplotlib tmux"
     log "dnf install $pkgs kernel-devel-$release"
     # shellcheck disable=SC2086

@@ -27,8 +27,9 @@ ALLOWED = {
     "mfd.origin": BASE,             # how mfd was installed: for hints and --version
     "mfd.model": BASE,
     "mfd.derive": BASE | {"mfd.model", "mfd.fragindex"},
-    "mfd.kernel": BASE | {"mfd.safefs"},
-    "mfd.ebpf": BASE | {"mfd.kernel", "mfd.term", "mfd.origin"},
+    "mfd.kernel": BASE | {"mfd.safefs", "mfd.origin"},
+    "mfd.handover": BASE,           # the loader helper: knows nothing of BCC
+    "mfd.ebpf": BASE | {"mfd.kernel", "mfd.term", "mfd.origin", "mfd.handover"},
     "mfd.recording": BASE | {"mfd.model"},
     "mfd.sources": BASE | {"mfd.model", "mfd.kernel", "mfd.ebpf", "mfd.term"},
     "mfd.sinks": BASE | {"mfd.model", "mfd.derive", "mfd.fragindex", "mfd.term", "mfd.safefs",

@@ -94,6 +94,9 @@ def _collector(groups, **kw):
     notes = []
     c = EventSource(groups, note=notes.append, **kw)
     c.notes = notes
+    if kw.get("load", True):
+        # the default path: compiled in the loader helper, read here through libbpf
+        assert c._program.loader == "helper", notes
     return c
 
 
@@ -205,17 +208,19 @@ def test_alloc_kprobe_refused_without_kprobes():
         _collector(["alloc"], alloc_probe="kprobe", load=False)
 
 
+@pytest.mark.parametrize("loader", ["helper", "inprocess"])
 @pytest.mark.parametrize("batch", [True, False])
-def test_hash_drain_reads_and_empties_a_map(batch):
-    """One BPF_MAP_LOOKUP_AND_DELETE_BATCH, or (older kernels) a walk and deletes."""
+def test_hash_drain_reads_and_empties_a_map(batch, loader):
+    """One BPF_MAP_LOOKUP_AND_DELETE_BATCH, or (older kernels) a walk and
+    deletes, on a map compiled in the helper or here."""
     import ctypes
-    from mfd.ebpf import import_bcc, kernel_source
+    from mfd import ebpf
     from mfd.sources.events.maps import HashDrain, scalar
-    BPF, tree = import_bcc(lambda msg: None)
-    with kernel_source(tree):
-        b = BPF(text=b"BPF_HASH(t, u32, u64, 64);")
+    prog = ebpf.Program("a test map", "BPF_HASH(t, u32, u64, 64);", [], lambda msg: None,
+                        loader=loader)
     try:
-        t = b[b"t"]
+        assert prog.loader == loader
+        t = prog["t"]
         for k in range(10):
             t[ctypes.c_uint(k)] = ctypes.c_ulonglong(k * k)
         drain = HashDrain(t)
@@ -223,7 +228,7 @@ def test_hash_drain_reads_and_empties_a_map(batch):
         assert sorted((scalar(k), scalar(v)) for k, v in drain()) == [(k, k * k) for k in range(10)]
         assert len(list(t.keys())) == 0 and drain() == []
     finally:
-        b.cleanup()
+        prog.close()
 
 
 @pytest.mark.parametrize("probe", ["kprobe", "tracepoint"])

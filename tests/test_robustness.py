@@ -27,7 +27,8 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from conftest import ROOT, mfd_argv, needs_root, run_mfd
+from conftest import (ROOT, bpf_fds, bpftool_ids, mapped_compiler, mfd_argv, needs_root,
+                      run_mfd)
 from mfd import cli
 
 try:
@@ -509,40 +510,14 @@ def _status(pid, key):
     return None
 
 
-def _fds(pid):
-    """{fd: target} of a process, and the BPF program and map ids it holds."""
-    fds, progs, maps = {}, set(), set()
-    base = f"/proc/{pid}/fd"
-    for fd in os.listdir(base):
-        try:
-            fds[int(fd)] = os.readlink(os.path.join(base, fd))
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                info = f.read()
-        except OSError:
-            continue
-        m = re.search(r"^prog_id:\s+(\d+)", info, re.M)
-        if m:
-            progs.add(int(m.group(1)))
-        m = re.search(r"^map_id:\s+(\d+)", info, re.M)
-        if m:
-            maps.add(int(m.group(1)))
-    return fds, progs, maps
-
-
-def _bpftool_ids(kind):
-    r = subprocess.run(["bpftool", "-j", kind, "list"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return {o["id"] for o in json.loads(r.stdout or "[]")}
-
-
 @needs_root
 def test_long_run_is_flat_and_leaks_nothing():
     """LONG_SAMPLES samples at 10 ms with the eBPF source and two event groups:
-    RSS flat after warm-up, the same descriptors, programs and maps throughout,
-    and none of them left behind."""
+    RSS flat after warm-up, no compiler mapped, the same descriptors, programs
+    and maps throughout, and none of them left behind."""
     if not shutil.which("bpftool"):
         pytest.skip("no bpftool (Debian package bpftool)")
-    progs_before, maps_before = _bpftool_ids("prog"), _bpftool_ids("map")
+    progs_before, maps_before = bpftool_ids("prog"), bpftool_ids("map")
     warm, late = LONG_SAMPLES // 10, LONG_SAMPLES - LONG_SAMPLES // 50
     p = subprocess.Popen(mfd_argv("-d", "0.01", "--count", str(LONG_SAMPLES), "--json",
                                   "--events", "extfrag,compaction"),
@@ -553,8 +528,9 @@ def test_long_run_is_flat_and_leaks_nothing():
             line = p.stdout.readline()
             assert line, p.stderr.read()
             if n in (warm, late):
-                seen[n] = (int(_status(p.pid, "VmRSS")) << 10, _fds(p.pid),
-                           _bpftool_ids("prog"), _bpftool_ids("map"))
+                seen[n] = (int(_status(p.pid, "VmRSS")) << 10, bpf_fds(p.pid),
+                           bpftool_ids("prog"), bpftool_ids("map"))
+                assert not mapped_compiler(p.pid), "the compiler stayed mapped"
         assert json.loads(line)["source"] == "bpf"
         _, err = p.communicate(timeout=60)
     finally:
@@ -574,7 +550,7 @@ def test_long_run_is_flat_and_leaks_nothing():
     # The kernel frees programs after an RCU grace period and maps from a
     # workqueue (bpf_map_free_deferred), so they may outlive mfd by a moment.
     for _ in range(50):
-        progs_after, maps_after = _bpftool_ids("prog"), _bpftool_ids("map")
+        progs_after, maps_after = bpftool_ids("prog"), bpftool_ids("map")
         if not (progs0 & progs_after or maps0 & maps_after):
             break
         time.sleep(0.2)

@@ -243,3 +243,49 @@ def test_cli_alloc_events_use_kprobes():
     alloc = json.loads(r.stdout)["events"]["alloc"]
     assert alloc["probe"] == "kprobe" and alloc["allocs"] > 0
     assert any(row["avg_ns"] > 0 and row["hist_ns"] for row in alloc["by_order"])
+
+
+def test_kprobes_outlive_the_helper_and_not_mfd():
+    """The kprobe path through the loader helper: the kprobe PMU's fd-based
+    kprobes stay attached after the helper exits (allocations are counted by
+    a process with no compiler mapped), and after kill -9 the kernel has freed
+    the programs and their kprobes; tracefs holds no kprobe event of ours."""
+    import signal
+    import time
+    from conftest import bpf_fds, bpftool_ids, mapped_compiler, mfd_argv
+
+    def kprobe_events():
+        with open("/sys/kernel/tracing/kprobe_events") as f:
+            return f.read()
+    before = kprobe_events()
+    p = subprocess.Popen(mfd_argv("--events", "alloc", "--json", "-d", "1"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = p.stdout.readline()
+        assert first, p.stderr.read()
+        _touch_memory()
+        alloc = json.loads(p.stdout.readline())["events"]["alloc"]
+        assert alloc["probe"] == "kprobe" and alloc["allocs"] > 0, alloc
+        assert mapped_compiler(p.pid) == []
+        with open(f"/proc/{p.pid}/status") as f:
+            rss = int(next(ln for ln in f if ln.startswith("VmRSS:")).split()[1])
+        print(f"RSS with the kprobes attached: {rss / 1024:.1f} MiB")
+        assert rss <= 32 << 10
+        _fds, progs, maps = bpf_fds(p.pid)
+        perf = json.loads(subprocess.run(["bpftool", "-j", "perf", "list"], capture_output=True,
+                                         text=True, check=True).stdout or "[]")
+        ours = [e for e in perf if e.get("pid") == p.pid]
+        print(ours)
+        assert {e.get("fd_type") for e in ours} >= {"kprobe", "kretprobe"}, perf
+        assert kprobe_events() == before      # PMU kprobes, none in tracefs
+        p.send_signal(signal.SIGKILL)
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    deadline = time.monotonic() + 20
+    while (progs & bpftool_ids("prog") or maps & bpftool_ids("map")) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not progs & bpftool_ids("prog") and not maps & bpftool_ids("map")
+    assert kprobe_events() == before

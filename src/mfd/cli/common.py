@@ -111,6 +111,11 @@ def add_source(p: argparse.ArgumentParser) -> None:
                    help="where snapshots come from (default auto: bpf, else procfs)")
     p.add_argument("--pgdat-path", choices=("auto", "kallsyms", "memcg"), default="auto",
                    help="how the eBPF walker finds each node's pglist_data (default auto)")
+    p.add_argument("--bpf-loader", choices=("auto", "helper", "inprocess"), default="auto",
+                   help="where BCC compiles the eBPF programs: helper, a short-lived child "
+                        "that hands the loaded programs over, so the compiler is never "
+                        "mapped into mfd; inprocess keeps it mapped (~130 MB) for the whole "
+                        "run (default auto: helper, else inprocess)")
 
 
 def path_arg(text: str) -> str:

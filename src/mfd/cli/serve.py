@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import List
 
-from .. import __version__
+from .. import __version__, ebpf
 from ..derive import Frame
 from ..model import Filter, Sample
 from ..sinks.exporter import DEFAULT_PORT, HEAD_TIMEOUT, MAX_CONNECTIONS, parse_listen, serve
@@ -50,20 +50,27 @@ class ServeConfig:
     pgdat_path: str = "auto"
     debug: bool = False
     flag: str = "--listen"          # how the address was given, for messages
+    bpf_loader: str = "auto"
 
 
 def config(args, flag: str = "--listen") -> ServeConfig:
     listen = args.prometheus if flag == "--prometheus" else args.listen
     parse_listen(listen, flag)      # a bad address is a usage error, before any loading
-    if args.pgdat_path != "auto" and args.source == "procfs":
-        from ..errors import UsageError
-        raise UsageError("--pgdat-path does nothing with --source procfs")
+    for flag_name, dest in (("--pgdat-path", "pgdat_path"), ("--bpf-loader", "bpf_loader")):
+        if getattr(args, dest) != "auto" and args.source == "procfs":
+            from ..errors import UsageError
+            raise UsageError(f"{flag_name} does nothing with --source procfs "
+                             "(nothing is compiled)")
     return ServeConfig(listen, Filter(args.node, args.zone), args.source,
-                       args.pgdat_path, args.debug, flag)
+                       args.pgdat_path, args.debug, flag, args.bpf_loader)
 
 
 def run(cfg: ServeConfig) -> int:
-    source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, info)
+    try:
+        source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, info,
+                                      cfg.bpf_loader)
+    finally:
+        ebpf.release_loader()   # loaded: the compiler's process can go
     try:
         flt = cfg.filter.resolve_in(source.snapshot())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 TRACEFS = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
@@ -77,3 +77,35 @@ def mount_hint(fstype: str = "tracefs", path: str = TRACEFS) -> str:
 
 def tracepoint_exists(category: str, event: str) -> bool:
     return os.path.isdir(os.path.join(TRACEFS, "events", category, event))
+
+
+def kprobe_event_names(path: str = os.path.join(TRACEFS, "kprobe_events")) -> List[str]:
+    """Names of the tracefs kprobe events ("p:kprobes/NAME SYMBOL ..." lines)."""
+    try:
+        with open(path) as f:
+            lines = f.read(1 << 20).splitlines()
+    except OSError:
+        return []
+    names = []
+    for line in lines:
+        head = line.split(None, 1)[0] if line.strip() else ""
+        _kind, _, name = head.partition(":")
+        if name:
+            names.append(name.rpartition("/")[2])
+    return names
+
+
+def remove_kprobe_event(name: str, path: str = os.path.join(TRACEFS, "kprobe_events")) -> bool:
+    """Remove a tracefs kprobe event ("-:kprobes/NAME"); False if the kernel
+    refused (EBUSY while a perf event still holds it, or already gone)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        os.write(fd, f"-:kprobes/{name}\n".encode())
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

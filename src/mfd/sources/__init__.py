@@ -32,7 +32,8 @@ class SnapshotSource(Protocol):
 
 
 def open_snapshot_source(want: str = "auto", pgdat_path: str = "auto", debug: bool = False,
-                         note: Callable[[str], None] = stderr_note) -> SnapshotSource:
+                         note: Callable[[str], None] = stderr_note,
+                         loader: str = "auto") -> SnapshotSource:
     """The source for ``--source``: ``bpf`` fails rather than fall back, and so
     does a forced ``--pgdat-path``; ``auto`` falls back to /proc and says why, once."""
     from .procfs import ProcfsSource
@@ -49,7 +50,7 @@ def open_snapshot_source(want: str = "auto", pgdat_path: str = "auto", debug: bo
             return ProcfsSource()
     from .zonewalk import ZonewalkSource
     try:
-        return ZonewalkSource(pgdat_path=pgdat_path, note=note, debug=debug)
+        return ZonewalkSource(pgdat_path=pgdat_path, note=note, debug=debug, loader=loader)
     except MfdError as e:
         if forced:
             raise

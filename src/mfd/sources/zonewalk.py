@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 from .. import ebpf
 from ..errors import KernelUnsupported, SourceUnavailable
-from ..kernel import facts
+from ..kernel import bpfmap, facts
 from ..model import NodeSnapshot, Snapshot, ZoneSnapshot
 from ..term import note as stderr_note
 
@@ -104,13 +104,17 @@ class ZonewalkSource:
     name = "bpf"
 
     def __init__(self, pgdat_path: str = "auto", note: Callable[[str], None] = stderr_note,
-                 btf_path: Optional[str] = None, load: bool = True, debug: bool = False):
-        """Prepare (BTF offsets, pgdat path, cflags) and, with ``load``, compile and attach."""
+                 btf_path: Optional[str] = None, load: bool = True, debug: bool = False,
+                 loader: str = "auto"):
+        """Prepare (BTF offsets, pgdat path, cflags) and, with ``load``, compile and
+        attach (``loader``: ebpf.Program's auto, helper or inprocess)."""
         self.note = note
         self.debug = debug
+        self.loader = loader
         self._program = None
         if load:
             ebpf.require_root("the eBPF source", " (or use --source procfs)")
+            ebpf.start_loader(loader)
         self.btf = ebpf.load_btf(btf_path, "; use --source procfs", note)
         self.nodes = facts.memory_nodes()
         self.pgdat_path, self.path_defines = self._choose_pgdat_path(pgdat_path)
@@ -118,6 +122,9 @@ class ZonewalkSource:
         self.nr_zones = self.btf.array_len("pglist_data", "node_zones")
         self.layout = WalkLayout(len(self.nodes), self.nr_zones, self.nr_orders)
         self.cflags = self._cflags()
+        # The parsed BTF is ~11 MB of a process that may run for months: every
+        # answer needed is in the cflags and the layout now.
+        self.btf = None
         self._seq = 0
         if load:
             self._load()
@@ -169,7 +176,7 @@ class ZonewalkSource:
         ebpf.require_tracepoints([("syscalls", "sys_enter_getppid")], self.note, HINT,
                                  lambda _: " (kernel without CONFIG_FTRACE_SYSCALLS)")
         self._program = ebpf.Program("the eBPF zone walker", self.source_text(), self.cflags,
-                                     self.note, self.debug, HINT)
+                                     self.note, self.debug, HINT, loader=self.loader)
         table = self._program["snapshot"]
         if ctypes.sizeof(table.Leaf) != self.layout.size:
             self.close()
@@ -177,7 +184,7 @@ class ZonewalkSource:
                                     f"sources/zonewalk.py ({ctypes.sizeof(table.Leaf)} != "
                                     f"{self.layout.size})")
         self._fd = table.map_fd
-        self._lookup = ebpf.libbcc().bpf_lookup_elem
+        self._lookup = bpfmap.libbpf().bpf_map_lookup_elem
         self._key = ctypes.c_int(0)
         self._leaf = table.Leaf()
         self._key_p = ctypes.byref(self._key)

@@ -61,21 +61,23 @@ class EventSource:
     histograms) or "tracepoint" (counts only); None without that group.
     ``filter`` (-i/-c) applies to rows that carry a node or zone: compaction
     per zone and kcompactd wake-ups.  ``alloc_function`` names the allocator
-    entry for the kprobe path instead of looking it up.
+    entry for the kprobe path instead of looking it up.  ``loader`` is
+    ebpf.Program's (auto, helper, inprocess).
     """
 
     def __init__(self, groups: Sequence[str], filter: Filter = Filter(),
                  alloc_probe: str = "auto", note: Callable[[str], None] = stderr_note,
                  debug: bool = False, load: bool = True, btf_path: Optional[str] = None,
-                 alloc_function: Optional[str] = None):
+                 alloc_function: Optional[str] = None, loader: str = "auto"):
         unknown = [g for g in groups if g not in GROUP_TYPES]
         if unknown or not groups:
             raise UsageError(f"unknown event group {unknown[0] if unknown else ''!r} "
                              f"(valid: {', '.join(GROUPS)})")
-        self.filter, self.note, self.debug = filter, note, debug
+        self.filter, self.note, self.debug, self.loader = filter, note, debug, loader
         self._program: Optional[ebpf.Program] = None
         if load:
             ebpf.require_root("tracing events")
+            ebpf.start_loader(loader)
         btf = ebpf.load_btf(btf_path, ": event tracing needs the kernel's BTF", note)
         self.sizes = ebpf.sizes(btf)
         self.nr_orders = self.sizes["MFD_NR_ORDERS"]
@@ -110,14 +112,10 @@ class EventSource:
     def _load(self) -> None:
         ebpf.require_tracepoints([tp for g in self.groups for tp in g.tracepoints()],
                                  self.note, why=_why_missing)
-
-        def attach(bpf):
-            for g in self.groups:
-                g.attach(bpf)
-
         self._program = ebpf.Program(f"the event programs ({', '.join(self.names)})",
                                      self.source_text(), self.cflags, self.note, self.debug,
-                                     attach=attach)
+                                     kprobes=[k for g in self.groups for k in g.kprobes()],
+                                     loader=self.loader)
         try:
             for g in self.groups:
                 g.bind(self._program)

@@ -55,10 +55,11 @@ class AllocGroup(Group):
     def defines(self) -> Dict[str, object]:
         return {"MFD_ALLOC_KPROBE": int(self.probe == "kprobe")}
 
-    def attach(self, bpf) -> None:
-        if self.probe == "kprobe":
-            bpf.attach_kprobe(event=self.function.encode(), fn_name=b"mfd_alloc_entry")
-            bpf.attach_kretprobe(event=self.function.encode(), fn_name=b"mfd_alloc_return")
+    def kprobes(self):
+        if self.probe != "kprobe":
+            return []
+        return [("kprobe", self.function, "mfd_alloc_entry"),
+                ("kretprobe", self.function, "mfd_alloc_return")]
 
     def bind(self, program) -> None:
         self._stats = PerCpuTotals(program["alloc_stats"])

@@ -37,8 +37,10 @@ class Group:
     def defines(self) -> Dict[str, object]:
         return {}
 
-    def attach(self, bpf) -> None:
-        """Attach what BCC does not attach by itself (TRACEPOINT_PROBEs it does)."""
+    def kprobes(self) -> Sequence[Tuple[str, str, str]]:
+        """("kprobe" | "kretprobe", kernel function, program) to attach with
+        the compile (TRACEPOINT_PROBEs attach themselves)."""
+        return ()
 
     def bind(self, program) -> None:
         raise NotImplementedError

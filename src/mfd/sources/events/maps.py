@@ -1,4 +1,5 @@
-"""Reading BCC tables once per interval, in as few syscalls as the kernel allows."""
+"""Reading BPF maps (mfd.kernel.bpfmap.Map) once per interval, in as few
+syscalls as the kernel allows."""
 from __future__ import annotations
 
 import array
@@ -7,24 +8,8 @@ import errno
 import os
 from typing import List, Sequence, Tuple
 
-from ... import ebpf
-from ...errors import SourceUnavailable
+from ...kernel.bpfmap import ENOTSUPP
 from ...model import HistBucket
-
-ENOTSUPP = 524  # the kernel's internal "operation not supported", which bpf() can leak
-
-
-def check_layout(table, leaf_type) -> None:
-    """Refuse to read a table whose ctypes Key/Leaf (built by BCC from its own
-    description of the C types) differ in size from the kernel's map: a lookup
-    would write past the buffer.  BCC 0.26, for one, drops the second dimension
-    of 2-D arrays."""
-    key_size, value_size = ebpf.map_sizes(table.map_fd)
-    have = (ctypes.sizeof(table.Key), ctypes.sizeof(leaf_type))
-    if have != (key_size, value_size):
-        raise SourceUnavailable(
-            f"BCC laid out map {table.name.decode() if isinstance(table.name, bytes) else table.name} "
-            f"as key/value {have[0]}/{have[1]} bytes, the kernel as {key_size}/{value_size}")
 
 
 class HashDrain:
@@ -41,7 +26,6 @@ class HashDrain:
     """
 
     def __init__(self, table, chunk: int = 256):
-        check_layout(table, table.Leaf)
         self.table = table
         self.batch = True
         self._size(chunk)
@@ -68,16 +52,14 @@ class HashDrain:
         return items
 
     def _batch(self) -> List[Tuple[object, object]]:
-        lib = ebpf.libbcc()
         out: List[Tuple[object, object]] = []
         token_in, token_out = ctypes.c_uint32(0), ctypes.c_uint32(0)
         first = True
         while True:
             count = ctypes.c_uint32(self._n)
-            res = lib.bpf_lookup_and_delete_batch(
-                self.table.map_fd, None if first else ctypes.byref(token_in),
-                ctypes.byref(token_out), self._keys, self._values, ctypes.byref(count))
-            err = 0 if res == 0 else (-res if res < -1 else ctypes.get_errno())
+            err = self.table.lookup_and_delete_batch(
+                None if first else ctypes.byref(token_in), ctypes.byref(token_out),
+                self._keys, self._values, count)
             if err == errno.ENOSPC and count.value == 0:
                 self._size(self._n * 2)  # one hash bucket holds more than the buffer
                 continue
@@ -101,7 +83,6 @@ class PerCpuTotals:
     since the previous read.  One lookup fetches every CPU's copy."""
 
     def __init__(self, table):
-        check_layout(table, table.sLeaf)
         self.table = table
         self.leaf_type = table.sLeaf
         size = ctypes.sizeof(self.leaf_type)
