@@ -23,6 +23,7 @@ ALLOWED = {
     "mfd.term": set(),
     "mfd.durations": set(),
     "mfd.fragindex": set(),
+    "mfd.compaction": {"mfd.fragindex"},   # the kernel's compaction rules, pure
     "mfd.safefs": BASE,
     "mfd.origin": BASE,             # how mfd was installed: for hints and --version
     "mfd.model": BASE,
@@ -31,6 +32,7 @@ ALLOWED = {
     "mfd.handover": BASE,           # the loader helper: knows nothing of BCC
     "mfd.ebpf": BASE | {"mfd.kernel", "mfd.term", "mfd.origin", "mfd.handover"},
     "mfd.recording": BASE | {"mfd.model"},
+    "mfd.diagnose": BASE | {"mfd.model", "mfd.compaction", "mfd.fragindex"},
     "mfd.sources": BASE | {"mfd.model", "mfd.kernel", "mfd.ebpf", "mfd.term"},
     "mfd.sinks": BASE | {"mfd.model", "mfd.derive", "mfd.fragindex", "mfd.term", "mfd.safefs",
                          "mfd.recording", "mfd.durations", "mfd.origin"},

@@ -21,6 +21,10 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 # here: its usage and its line in mfd -h.  The module is imported only when its
 # command runs, so the monitor does not pay for the report's or exporter's imports.
 COMMANDS = {
+    "doctor": ("doctor [--window S]", "findings on physical memory in plain lines, from two "
+               "looks at /proc (mfd doctor -h)"),
+    "can": ("can [COUNT@SIZE]", "can the allocator give COUNT blocks of SIZE, now and after "
+            "compaction? (mfd can -h)"),
     "report": ("report FILE.db", "summary, charts and exports of a recording (mfd report -h)"),
     "serve": ("serve [--listen HOST:PORT]",
               "Prometheus metrics, one snapshot per scrape (mfd serve -h)"),

@@ -267,3 +267,13 @@ def finish(body: Callable[[], int], debug: bool = False) -> int:
             raise
         note(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         return 1
+
+
+def command_main(build_parser: Callable[[], argparse.ArgumentParser],
+                 body: Callable[[argparse.Namespace], int], argv, debug: bool = False) -> int:
+    """A command's ``main(argv, debug)``: parse (the exit status when parsing
+    ended mfd: -h, a usage error), then ``body(args)`` through finish()."""
+    args = parse(build_parser(), list(argv) + (["--debug"] if debug else []))
+    if isinstance(args, int):
+        return args
+    return finish(lambda: body(args), args.debug)

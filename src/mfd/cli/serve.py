@@ -85,7 +85,4 @@ def run(cfg: ServeConfig) -> int:
 
 
 def main(argv: List[str], debug: bool = False) -> int:
-    args = common.parse(build_parser(), list(argv) + (["--debug"] if debug else []))
-    if isinstance(args, int):
-        return args
-    return common.finish(lambda: run(config(args)), args.debug)
+    return common.command_main(build_parser, lambda args: run(config(args)), argv, debug)

@@ -2,8 +2,9 @@
 fields, and the names of its enums (from BTF)."""
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from .tracefs import TRACEFS
 
@@ -167,3 +168,71 @@ def alloc_entry(kallsyms: str = "/proc/kallsyms") -> Optional[str]:
         if name in found:
             return name
     return None
+
+
+def kernel_version(release: Optional[str] = None) -> Tuple[int, ...]:
+    """(major, minor, patch) of the running kernel ("6.18.44-fc-v1147" ->
+    (6, 18, 44)): for rules that changed between releases."""
+    text = release if release is not None else kernel_release()
+    nums = []
+    for part in text.split("-", 1)[0].split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        nums.append(int(digits))
+    return tuple(nums) if len(nums) >= 2 else (0, 0)
+
+
+THP_PMD_SIZE = "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"
+HUGETLB_DIR = "/sys/kernel/mm/hugepages"
+
+
+def hpage_pmd_size(path: str = THP_PMD_SIZE) -> Optional[int]:
+    """The THP size in bytes (HPAGE_PMD_SIZE), None without CONFIG_TRANSPARENT_HUGEPAGE."""
+    line = read_first_line(path)
+    return int(line) if line and line.isdigit() and int(line) > 0 else None
+
+
+def hugetlb_sizes(path: str = HUGETLB_DIR) -> List[int]:
+    """Every hugetlb page size in bytes (hugepages-2048kB ...), smallest first."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    sizes = []
+    for name in names:
+        kb = name[len("hugepages-"):-len("kB")] if name.startswith("hugepages-") and \
+            name.endswith("kB") else ""
+        if kb.isdigit() and int(kb) > 0:
+            sizes.append(int(kb) << 10)
+    return sorted(sizes)
+
+
+def sysctl_int(name: str, default: Optional[int] = None, root: str = "/proc/sys") -> Optional[int]:
+    """An integer sysctl ("vm/extfrag_threshold"), ``default`` when absent or unreadable."""
+    line = read_first_line(os.path.join(root, name))
+    try:
+        return int(line) if line is not None else default
+    except ValueError:
+        return default
+
+
+def kswapd_running(proc: str = "/proc", limit: int = 1 << 20) -> Dict[int, bool]:
+    """node -> whether its kswapd is on a CPU or runnable (state R), as
+    should_proactive_compact_node()'s kswapd_is_running() asks.  Found by
+    comm ("kswapd<node>") among /proc's tasks, at most ``limit`` of them."""
+    out: Dict[int, bool] = {}
+    try:
+        pids = [p for p in os.listdir(proc) if p.isdigit()][:limit]
+    except OSError:
+        return out
+    for pid in pids:
+        try:
+            with open(os.path.join(proc, pid, "stat"), "rb") as f:
+                stat = f.read(512).decode("ascii", "replace")
+        except OSError:
+            continue
+        name, _, rest = stat.partition("(")[2].rpartition(")")
+        if name.startswith("kswapd") and name[6:].isdigit():
+            out[int(name[6:])] = rest.split()[:1] == ["R"]
+    return out

@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import MfdError
 from ..model import NodeSnapshot, Snapshot, ZoneSnapshot
+from ..model.pagetypes import ZoneLimits
 
 __all__ = ["ProcfsError", "parse_buddyinfo", "parse_zoneinfo", "ProcfsSource"]
 
@@ -282,6 +283,83 @@ def _finish_zone(zone: dict, path: str, lineno: Callable[[int], int], index: int
                               f"{zone['zone']} (line {lineno(index)}) has no 'start_pfn:' line "
                               "(truncated file?)")
         zone["start_pfn"] = 0
+
+
+# Lines of a zone block parse_zone_limits() reads: first token -> field.
+_LIMIT_FIELDS = {"boost": "boost", "min": "min", "low": "low", "high": "high",
+                 "promo": "promo", "managed": "managed", "present": "present",
+                 "nr_free_cma": "nr_free_cma", "nr_free_pages_blocks": "nr_free_pages_blocks"}
+
+
+def parse_zone_limits(text: str, path: str = ZONEINFO) -> List[ZoneLimits]:
+    """Each zone's watermarks, lowmem_reserve and free counts from
+    /proc/zoneinfo, in file order.  The whole file is read line by line
+    (parse_zoneinfo() skips the counters this needs): for ``mfd can`` and
+    ``mfd doctor``, not for every interval."""
+    out: List[ZoneLimits] = []
+    per_node: Dict[int, int] = {}
+    cur: Optional[dict] = None
+    start = 0
+
+    def finish() -> None:
+        if cur is None:
+            return
+        missing = [f for f in ("free", "min", "low", "high", "present") if f not in cur]
+        if missing:
+            raise ProcfsError(f"cannot parse {path}: node {cur['node']} zone {cur['zone']} "
+                              f"(line {start}) has no '{missing[0]}' line (truncated file?)")
+        out.append(ZoneLimits(
+            node=cur["node"], zone=cur["zone"], zone_idx=cur["zone_idx"], free=cur["free"],
+            boost=cur.get("boost", 0), min=cur["min"], low=cur["low"], high=cur["high"],
+            promo=cur.get("promo"), managed=cur.get("managed", cur["present"]),
+            present=cur["present"], protection=tuple(cur.get("protection", ())),
+            nr_free_cma=cur.get("nr_free_cma", 0),
+            nr_free_pages_blocks=cur.get("nr_free_pages_blocks"),
+            pcp_count=cur.get("pcp_count", 0)))
+
+    for lineno, line in enumerate(text.split("\n"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        head = parts[0]
+        if head == "Node":
+            parsed = _parse_header(line)
+            if parsed is None or parsed[2]:
+                raise ProcfsError(f"cannot parse {path} line {lineno}: {_short(line)} "
+                                  "(expected 'Node N, zone NAME')")
+            finish()
+            node, name, _ = parsed
+            idx = per_node.get(node, 0)
+            per_node[node] = idx + 1
+            cur, start = {"node": node, "zone": name, "zone_idx": idx}, lineno
+            continue
+        if cur is None:
+            continue
+        try:
+            if head == "pages" and parts[1:2] == ["free"]:
+                cur["free"] = int(parts[2])
+            elif head == "protection:":
+                inner = line.split("(", 1)[1].rsplit(")", 1)[0]
+                cur["protection"] = [int(t) for t in inner.replace(",", " ").split()]
+            elif head == "count:":
+                cur["pcp_count"] = cur.get("pcp_count", 0) + int(parts[1])
+            elif head in _LIMIT_FIELDS and len(parts) == 2:
+                cur[_LIMIT_FIELDS[head]] = int(parts[1])
+        except (ValueError, IndexError):
+            raise ProcfsError(f"cannot parse {path} line {lineno}: bad number in "
+                              f"{_short(line)}") from None
+    finish()
+    return out
+
+
+def read_zone_limits(path: str = ZONEINFO) -> List[ZoneLimits]:
+    """parse_zone_limits() of the running kernel's /proc/zoneinfo."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ProcfsError(f"cannot read {path}: {e.strerror}") from None
+    return parse_zone_limits(text, path)
 
 
 class ProcfsSource:
