@@ -75,6 +75,7 @@ TRACEPOINT_PROBE(compaction, mm_compaction_try_to_compact_pages)
 	task.key.pid = bpf_get_current_pid_tgid() >> 32;
 	task.key.order = args->order;
 	bpf_get_current_comm(&task.key.comm, sizeof(task.key.comm));
+	task.key.cgroup = bpf_get_current_cgroup_id();
 	task.last_ns = bpf_ktime_get_ns();
 	direct_task.update(&tid, &task);
 

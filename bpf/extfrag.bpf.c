@@ -29,6 +29,8 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc_extfrag)
 	key.alloc_migratetype = args->alloc_migratetype;
 	key.fallback_migratetype = args->fallback_migratetype;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+	/* the cgroup v2 id (Linux 4.18+); 1, the root, on cgroup v1-only hosts */
+	key.cgroup = bpf_get_current_cgroup_id();
 
 	val = extfrag_counts.lookup_or_try_init(&key, &zero);
 	if (!val) {

@@ -90,6 +90,7 @@ struct mfd_extfrag_key {
 	s32 alloc_migratetype;
 	s32 fallback_migratetype;
 	char comm[MFD_COMM_LEN];
+	u64 cgroup;			/* bpf_get_current_cgroup_id(): its v2 cgroup */
 };
 
 struct mfd_extfrag_val {
@@ -132,6 +133,7 @@ struct mfd_direct_key {
 	u32 pid;
 	s32 order;
 	char comm[MFD_COMM_LEN];
+	u64 cgroup;			/* bpf_get_current_cgroup_id(): its v2 cgroup */
 };
 
 struct mfd_direct_val {

@@ -302,3 +302,12 @@ def test_serve_is_a_command(tmp_path):
     assert r.returncode == 2 and "--listen wants [HOST:]PORT" in r.stderr
     r = run_mfd("serve", "-h")
     assert r.returncode == 0 and "--listen" in r.stdout and "127.0.0.1:9610" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--by", "cgroup", "--count", "1"],
+                                  ["-s", "--by", "cgroup", "--json", "--count", "1"],
+                                  ["--prometheus", "19999", "--by", "cgroup"],
+                                  ["-s", "--by", "pod"]])
+def test_by_cgroup_where_it_does_nothing_is_a_usage_error(args):
+    r = run_mfd(*args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import needs_root, run_mfd
+from conftest import mfd_argv, needs_root, run_mfd
 from mfd.compaction import ProactiveVerdict, SuitableVerdict, fragmentation_score_zone
 from mfd.diagnose.findings import Look, Thresholds, findings, worst
 from mfd.diagnose.view import NodeView, ZoneView
@@ -161,3 +161,68 @@ def test_doctor_usage_errors():
     assert run_mfd("doctor", "--window", "0").returncode == 2
     assert run_mfd("doctor", "--fail-on", "bad").returncode == 2
     assert run_mfd("doctor", "--fail-ratio", "2").returncode == 2
+
+
+# -- findings from the event groups -------------------------------------------------------
+
+def _events(extfrag_rows=(), direct=()):
+    from mfd.model.events import CompactionResult, Events, ExtfragResult
+    return Events(5.0, results=(ExtfragResult(by_process=tuple(extfrag_rows)),
+                                CompactionResult(direct=tuple(direct))))
+
+
+def test_event_findings_name_processes_with_their_numbers():
+    from mfd.diagnose.findings import event_findings
+    from mfd.model.events import DirectCompaction, ExtfragRow
+    rows = [ExtfragRow(pid=10, comm="builder", alloc_order=0, fallback_order=3, events=7,
+                       change_ownership=2),
+            ExtfragRow(pid=11, comm="cache", alloc_order=0, fallback_order=9, events=4,
+                       change_ownership=1),         # 3 left, but a whole-block fallback
+            ExtfragRow(pid=10, comm="builder", alloc_order=1, fallback_order=2, events=1)]
+    direct = [DirectCompaction(pid=20, comm="java", order=9, count=3, stall_ns=45_000_000),
+              DirectCompaction(pid=21, comm="db", order=4, count=1, stall_ns=1_000_000),
+              DirectCompaction(pid=20, comm="java", order=4, count=1, stall_ns=5_000_000)]
+    f = {x.code: x for x in event_findings(_events(rows, direct), pageblock_order=9)}
+    assert f["direct_compaction"].text == ("direct compaction stalled 5 times in 5 s: "
+                                           "java (pid 20) 4 for 50.0 ms, db (pid 21) 1 for 1.0 ms")
+    assert f["pageblock_takeover"].text.startswith("3 fallbacks in 5 s took over pageblocks")
+    assert f["pageblock_takeover"].text.endswith("builder (pid 10) 2, cache (pid 11) 1")
+    # builder: 7-2 + 1 left the block's type below order 9; cache's order-9 ones do not count
+    assert f["pageblock_pollution"].text.endswith(": builder (pid 10) 6")
+    assert event_findings(_events(), 9) == []
+    # rows in cgroups: the cgroups come after the processes
+    from dataclasses import replace
+    placed = [replace(rows[0], cgroup="/batch"), replace(rows[1], cgroup="/web")]
+    f = {x.code: x for x in event_findings(_events(placed), 9)}
+    assert f["pageblock_takeover"].text.endswith("; by cgroup: /batch 2, /web 1")
+
+
+@needs_root
+def test_doctor_names_the_process_that_steals_pageblocks():
+    """The page-table workload makes unmovable fallbacks; doctor, watching
+    the events over its window, names it."""
+    import subprocess
+    import workloads
+    p = subprocess.Popen(mfd_argv("doctor", "--window", "20", "--json"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = []
+    try:
+        time.sleep(3)                 # the events are loaded by now (compile ~0.5 s)
+        for gib in (None, 800, 1600):
+            child = workloads.Child("page-tables", *(["--gib", str(gib)] if gib else []))
+            child.run()
+            pids.append(child.pid)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["events"] is not None, err
+    stolen = [f for f in doc["findings"]
+              if f["code"] in ("pageblock_takeover", "pageblock_pollution")]
+    by_us = [r for r in doc["events"]["extfrag"]["by_process"] if r["pid"] in pids]
+    if not by_us:
+        pytest.skip("the workload made no extfrag event this time")
+    # the workload is what steals on this otherwise idle machine: named in a finding
+    assert any(f"(pid {pid})" in f["text"] for f in stolen for pid in pids), (stolen, by_us)

@@ -424,3 +424,50 @@ def test_cli_json_events_filter_always_there_in_the_kernels_spelling():
     obj = json.loads(r.stdout)
     assert obj["events"]["filter"] == {"node": None, "zone": "Normal"}
     assert [z["zone"] for n in obj["nodes"] for z in n["zones"]] == ["Normal"]
+
+
+def test_extfrag_rows_carry_the_cgroup_of_the_task():
+    """Two child cgroups on the cgroup2 hierarchy; the page-table workload
+    runs in one: its steals are attributed to that cgroup's path, and no row
+    names the other."""
+    from mfd.kernel.cgroups import cgroup2_mount
+    root = cgroup2_mount()
+    if root is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    names = [f"mfd-test-{os.getpid()}-{x}" for x in ("a", "b")]
+    for n in names:
+        os.mkdir(os.path.join(root, n))
+    c = _collector(["extfrag"])
+    try:
+        def join():
+            with open(os.path.join(root, names[0], "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        c.poll()
+        pids = []
+        for gib in (None, 800, 1600):
+            child = Child("page-tables", *(["--gib", str(gib)] if gib else []), preexec=join)
+            child.run()
+            pids.append(child.pid)
+            rows = [r for r in c.poll().get("extfrag").by_process if r.pid in pids]
+            if rows:
+                break
+        else:
+            pytest.skip("the page-table workload made no extfrag event")
+        assert {r.cgroup for r in rows} == {"/" + names[0]}, rows
+        # -s --by cgroup: the same rows summed per cgroup, the path escaped as data
+        from mfd.model.events import Events, ExtfragResult
+        from mfd.sinks.events_text import events_text
+        text = events_text(Events(1.0, results=(ExtfragResult(by_process=tuple(rows)),)),
+                           by="cgroup")
+        assert text.splitlines()[1].split()[0] == "CGROUP"
+        assert any(line.split()[:2] == ["/" + names[0], str(sum(r.events for r in rows))]
+                   for line in text.splitlines()), text
+    finally:
+        c.close()
+        for n in names:
+            for _ in range(50):
+                try:
+                    os.rmdir(os.path.join(root, n))
+                    break
+                except OSError:
+                    time.sleep(0.1)

@@ -16,7 +16,8 @@ from mfd.sources.events import GROUP_TYPES
 SHAPES = {
     ExtfragResult: ["events", "change_ownership", "cumulative", "rate", "dropped", "by_process"],
     ExtfragRow: ["pid", "comm", "alloc_order", "fallback_order", "alloc_migratetype",
-                 "fallback_migratetype", "events", "change_ownership", "cumulative", "rate"],
+                 "fallback_migratetype", "events", "change_ownership", "cumulative", "rate",
+                 "cgroup"],
     AllocResult: ["probe", "function", "allocs", "failures", "rate", "dropped", "by_order",
                   "failures_by_process"],
     AllocOrder: ["order", "allocs", "failures", "rate"],
@@ -24,7 +25,7 @@ SHAPES = {
     CompactionResult: ["begin", "end", "by_zone", "direct", "direct_stalls", "kcompactd_wake",
                        "kcompactd", "unmatched_end", "dropped", "vmstat"],
     CompactionZone: ["node", "zone", "begin", "runs", "duration_ns", "max_ns", "status"],
-    DirectCompaction: ["pid", "comm", "order", "count", "stall_ns", "hist_us"],
+    DirectCompaction: ["pid", "comm", "order", "count", "stall_ns", "hist_us", "cgroup"],
     KcompactdWake: ["node", "order", "highest_zone", "wakes"],
     HistBucket: ["lo", "hi", "count"],
 }

@@ -246,11 +246,13 @@ def steal(seconds: float, gib: Optional[int] = None, mib: int = 2048) -> int:
 class Child:
     """One workload in a child process (``python tests/workloads.py ...``)."""
 
-    def __init__(self, *argv: str, python: str = sys.executable, prefix: List[str] = ()):
-        """``prefix``: a command to run it under (setpriv, to run it as another user)."""
+    def __init__(self, *argv: str, python: str = sys.executable, prefix: List[str] = (),
+                 preexec: Optional[Callable[[], None]] = None):
+        """``prefix``: a command to run it under (setpriv, to run it as another user);
+        ``preexec``: run in the child before it starts (joining a cgroup)."""
         self.argv = [*prefix, python, os.path.abspath(__file__), *argv]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
 
     @property
     def pid(self) -> int:

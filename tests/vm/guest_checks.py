@@ -289,3 +289,55 @@ def test_kprobes_outlive_the_helper_and_not_mfd():
         time.sleep(0.2)
     assert not progs & bpftool_ids("prog") and not maps & bpftool_ids("map")
     assert kprobe_events() == before
+
+
+def test_proactive_verdict_matches_kcompactd():
+    """mfd's proactive verdict against the kernel's behaviour, on 6.1's
+    formula: with memory fragmented, at a proactiveness where mfd says
+    kcompactd will not compact, writing it (which wakes kcompactd:
+    compaction_proactiveness_sysctl_handler) brings no
+    compaction:mm_compaction_begin from kcompactd; at one where mfd says it
+    will, one follows within a second."""
+    import time
+    import workloads
+    from mfd.compaction import proactive_verdict
+    from mfd.kernel import facts
+    from test_events_live import Ftrace
+    path = "/proc/sys/vm/compaction_proactiveness"
+    with open(path) as f:
+        before = f.read().strip()
+    kernel = facts.kernel_version()
+    held = workloads.fragment(768)
+    try:
+        r = run_mfd("doctor", "--window", "0.1", "--no-events", "--json")
+        assert r.returncode == 0, r.stderr
+        view = json.loads(r.stdout)["view"]
+        node = max(view, key=lambda n: n["score"])
+        score = node["score"]
+        print(f"node {node['node']} score {score} after fragmenting 768 MiB")
+        if not 18 <= score <= 97:      # 6.1's high watermark ranges over 15..100
+            pytest.skip(f"the guest fragmented to a score of {score}")
+
+        def kick(p, seconds):
+            with Ftrace("compaction/mm_compaction_begin", name="mfdproactive") as ft:
+                with open(path, "w") as f:
+                    f.write(str(p))
+                time.sleep(seconds)
+                ft.stop()
+                return [c for c, _pid, _e, _f in ft.records() if c.startswith("kcompactd")]
+        # as close to the boundary as the score's drift allows (2 points):
+        # the highest proactiveness mfd says will not compact, the lowest it
+        # says will
+        wont = max(p for p in range(1, 101)
+                   if proactive_verdict(score + 2, p, False, kernel).verdict == "will_not")
+        will = min(p for p in range(1, 101)
+                   if proactive_verdict(score - 2, p, False, kernel).verdict == "will_compact")
+        print(f"p={wont}: will not; p={will}: will compact")
+        v = proactive_verdict(score, wont, False, kernel)
+        assert not kick(wont, 2.0), f"kcompactd compacted at p={wont} ({v.reason})"
+        v = proactive_verdict(score, will, False, kernel)
+        assert kick(will, 1.0), f"kcompactd did not compact at p={will} ({v.reason})"
+    finally:
+        with open(path, "w") as f:
+            f.write(before)
+        held["maps"].clear()

@@ -73,7 +73,8 @@ def _monitor(args) -> int:
         clash = [flag for dest, flag in _NOT_WITH_SERVE if getattr(args, dest)]
         # -d, --alloc-probe: given other than their defaults (one snapshot per scrape)
         clash += [flag for flag, on in (("-d", args.interval != 2.0),
-                                        ("--alloc-probe", args.alloc_probe != "auto")) if on]
+                                        ("--alloc-probe", args.alloc_probe != "auto"),
+                                        ("--by", args.by != "process")) if on]
         if clash:
             raise UsageError(f"--prometheus serves metrics until stopped; it does not go "
                              f"with {', '.join(clash)}")

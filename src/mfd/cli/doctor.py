@@ -8,6 +8,7 @@ import sys
 import time
 from typing import List
 
+from .. import ebpf
 from ..compaction import compaction_hpage_order
 from ..diagnose.findings import SEVERITIES, TUNABLE_DEFAULTS, Look, Thresholds, findings, worst
 from ..diagnose.view import Inputs, compaction_view, view_json
@@ -56,6 +57,9 @@ def build_parser():
                    default=Thresholds.min_zone_mib, metavar="MIB",
                    help="zones smaller than this are not expected to hold a huge block "
                         "(default 256)")
+    p.add_argument("--no-events", action="store_true",
+                   help="only /proc: no event groups over the window (they need root and "
+                        "BCC; without them doctor says so and goes on)")
     p.add_argument("-z", "--view", action="store_true",
                    help="also the kernel's compaction view as a table: scores, kcompactd's "
                         "verdict per node, compaction_suitable() per zone and order")
@@ -74,7 +78,7 @@ def _look(page_size: int, hpage_order: int, kernel, tunables):
                  kswapd_running=facts.kswapd_running(), hpage_order=hpage_order,
                  kernel=kernel)
     present = {(z.node, z.zone): z.present for z in state.limits}
-    return Look(compaction_view(inp), nr_free, present), state.pagetypes_problem
+    return Look(compaction_view(inp), nr_free, present), state
 
 
 # short names for the table's per-order cells
@@ -104,6 +108,21 @@ def view_table(nodes) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _events():
+    """extfrag and compaction over the window, or None (said once) where they
+    cannot load: not root, no BCC, no BTF."""
+    from ..errors import MfdError
+    from ..sources.events import EventSource
+    try:
+        source = EventSource(["extfrag", "compaction"], note=info)
+    except MfdError as e:
+        info(f"no event groups over the window ({e}): findings from /proc only")
+        return None
+    finally:
+        ebpf.release_loader()
+    return source
+
+
 def main(argv: List[str], debug: bool = False) -> int:
     return common.command_main(build_parser, run, argv, debug)
 
@@ -116,22 +135,33 @@ def run(args) -> int:
     kernel = facts.kernel_version()
     tunables = {name: facts.sysctl_int(name) for name in TUNABLE_DEFAULTS}
     keys = ("compact_stall", "compact_fail", "compact_success", "thp_fault_fallback")
+    start = time.monotonic()
     before = read_vmstat(("compact_", "thp_fault_fallback"))
-    first, problem = _look(page_size, hpage_order, kernel, tunables)
-    if problem:
-        info(f"{problem}: the verdicts weigh buddyinfo's counts alone")
-    time.sleep(args.window)
-    last, _ = _look(page_size, hpage_order, kernel, tunables)
+    first, state = _look(page_size, hpage_order, kernel, tunables)
+    if state.pagetypes_problem:
+        info(f"{state.pagetypes_problem}: the verdicts weigh buddyinfo's counts alone")
+    source = None if args.no_events else _events()
+    try:
+        # the window runs from the first look; the events count from their load
+        time.sleep(max(0.0, start + args.window - time.monotonic()))
+        events = source.poll() if source is not None else None
+    finally:
+        if source is not None:
+            source.close()
+    last, state = _look(page_size, hpage_order, kernel, tunables)
     after = read_vmstat(("compact_", "thp_fault_fallback"))
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
     th = Thresholds(args.fail_ratio, args.min_stalls, args.min_zone_mib)
+    pageblock_order = state.pagetypes.pageblock_order if state.pagetypes else hpage_order
     found = findings(first, last, delta, args.window, tunables, hpage_order, page_size,
-                     kernel, th)
+                     kernel, th, events, pageblock_order)
     if args.json:
         print(json.dumps({"window": args.window, "hpage_order": hpage_order,
                           "kernel": os.uname().release, "vmstat": delta,
                           "findings": [f.to_json() for f in found],
-                          "view": view_json(last.view), "notes": noted()}))
+                          "view": view_json(last.view),
+                          "events": events.to_json() if events is not None else None,
+                          "notes": noted()}))
     else:
         sys.stdout.write("".join(f"{f.severity.upper():8s} {one_line(f.text)}\n"
                                  for f in found) or f"no findings in {args.window:g} s\n")

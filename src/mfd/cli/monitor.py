@@ -99,6 +99,9 @@ def build_parser(commands: Sequence[Tuple[str, str]] = ()) -> argparse.ArgumentP
                    help="also trace event groups, comma-separated: extfrag, alloc "
                         "(on every page allocation: costs), compaction, or all; -i/-c "
                         "filter the compaction rows")
+    p.add_argument("--by", choices=("process", "cgroup"), default="process",
+                   help="event tables per process (default) or summed per cgroup v2 path "
+                        "(extfrag and direct compaction)")
     p.add_argument("--alloc-probe", choices=("auto", "kprobe", "tracepoint"), default="auto",
                    help="how the alloc group hooks the allocator (default auto: kprobe "
                         "with latency if the kernel has kprobes, else tracepoint)")
@@ -169,6 +172,12 @@ def config(args) -> MonitorConfig:
         from ..model.events import GROUPS
         groups = tuple(g for g in GROUPS
                        if g in args.events or (g == "extfrag" and args.extfrag_events))
+    if args.by != "process" and not ({"extfrag", "compaction"} & set(groups)):
+        raise UsageError("--by cgroup does nothing without -s or --events extfrag/compaction")
+    if args.by != "process" and (args.json or args.visual):
+        raise UsageError("--by cgroup does nothing with --json or -v (every row carries "
+                         "its cgroup there)" if args.json else
+                         "--by cgroup does nothing with -v (the live view has no event table)")
     if args.alloc_probe != "auto" and "alloc" not in groups:
         raise UsageError("--alloc-probe does nothing without the alloc group "
                          "(add --events alloc)")
@@ -209,7 +218,7 @@ def config(args) -> MonitorConfig:
     show_pgdat = os.geteuid() == 0 and sys.stdout.isatty()
     view = View(detail=args.detail, extfrag=args.extfrag or not args.unusable,
                 unusable=args.unusable or not args.extfrag, bar=args.bar,
-                show_pgdat=show_pgdat)
+                show_pgdat=show_pgdat, by=args.by)
     return MonitorConfig(interval=args.interval, count=args.count,
                          filter=Filter(args.node, args.zone), output=output, view=view,
                          groups=groups, alloc_probe=args.alloc_probe,

@@ -61,10 +61,13 @@ def _size(order: int, page_size: int) -> str:
 
 def findings(first: Look, last: Look, vmstat: Mapping[str, int], window: float,
              tunables: Mapping[str, Optional[int]], hpage_order: int, page_size: int,
-             kernel: Tuple[int, ...], th: Thresholds = Thresholds()) -> List[Finding]:
+             kernel: Tuple[int, ...], th: Thresholds = Thresholds(),
+             events=None, pageblock_order: int = 9) -> List[Finding]:
     """Every finding, most severe first.  ``vmstat``: /proc/vmstat's change
-    over the window; ``tunables``: sysctl path -> value (None: absent)."""
-    out: List[Finding] = []
+    over the window; ``tunables``: sysctl path -> value (None: absent);
+    ``events``: the event groups over the window (mfd.model.events.Events),
+    or None."""
+    out: List[Finding] = event_findings(events, pageblock_order) if events is not None else []
     min_pages = (th.min_zone_mib << 20) // page_size
     huge = _size(hpage_order, page_size)
     for (node, zone), nr_free in sorted(last.nr_free.items()):
@@ -131,3 +134,71 @@ def findings(first: Look, last: Look, vmstat: Mapping[str, int], window: float,
 
 def worst(found: Sequence[Finding]) -> Optional[str]:
     return max((f.severity for f in found), key=SEVERITIES.index, default=None)
+
+
+def event_findings(events, pageblock_order: int, top: int = 3) -> List[Finding]:
+    """Findings from the event groups over the window (an mfd.model.events
+    Events with extfrag and compaction): who stalls in direct compaction, who
+    takes over pageblocks and who pollutes them.
+
+    kmem:mm_page_alloc_extfrag's change_ownership is 1 when the fallback
+    converted the pageblock to the requester's type (a takeover) and 0 when
+    the block kept its foreign type; a fallback below pageblock_order that
+    leaves the type is pollution (the TP_printk's "fragmenting", which the
+    record does not carry: fallback_order < pageblock_order).  Attribution
+    is to current, the task whose allocation fell back (for per-CPU refills,
+    the one that missed the cache)."""
+    out: List[Finding] = []
+    window = events.interval
+    comp = events.get("compaction")
+    if comp is not None and comp.direct:
+        rows: Dict[Tuple[int, str], List[int]] = {}
+        for d in comp.direct:
+            acc = rows.setdefault((d.pid, d.comm), [0, 0])
+            acc[0] += d.count
+            acc[1] += d.stall_ns
+        busiest = sorted(rows.items(), key=lambda kv: -kv[1][1])[:top]
+        who = ", ".join(f"{comm} (pid {pid}) {n} for {ns / 1e6:.1f} ms"
+                        for (pid, comm), (n, ns) in busiest) + _by_cgroup(comp.direct, "count",
+                                                                          top)
+        out.append(Finding("warning", "direct_compaction",
+                           f"direct compaction stalled {sum(n for n, _ in rows.values())} "
+                           f"times in {window:g} s: {who}"))
+    ext = events.get("extfrag")
+    if ext is not None and ext.by_process:
+        groups = {"pageblock_takeover": _by_cgroup(ext.by_process, "change_ownership", top)}
+        took: Dict[Tuple[int, str], int] = {}
+        polluted: Dict[Tuple[int, str], int] = {}
+        for r in ext.by_process:
+            if r.change_ownership:
+                took[(r.pid, r.comm)] = took.get((r.pid, r.comm), 0) + r.change_ownership
+            left = r.events - r.change_ownership
+            if left and r.fallback_order < pageblock_order:
+                polluted[(r.pid, r.comm)] = polluted.get((r.pid, r.comm), 0) + left
+        for code, table, what in (
+                ("pageblock_takeover", took, "took over pageblocks of another migratetype "
+                                            "(extfrag change_ownership)"),
+                ("pageblock_pollution", polluted, "left pages of another migratetype in "
+                                                  f"pageblocks (fallbacks below order "
+                                                  f"{pageblock_order} that kept the block's "
+                                                  "type)")):
+            if table:
+                busiest = sorted(table.items(), key=lambda kv: -kv[1])[:top]
+                who = ", ".join(f"{comm} (pid {pid}) {n}" for (pid, comm), n in busiest) + \
+                    groups.get(code, "")
+                out.append(Finding("info", code, f"{sum(table.values())} fallbacks in "
+                                                 f"{window:g} s {what}: {who}"))
+    return out
+
+
+def _by_cgroup(rows, field: str, top: int) -> str:
+    """"; by cgroup: /a 5, /b 2" when the rows are in cgroups other than the
+    root (a cgroup v1-only host has all in "/": nothing to add)."""
+    acc: Dict[str, int] = {}
+    for r in rows:
+        acc[r.cgroup] = acc.get(r.cgroup, 0) + getattr(r, field)
+    acc = {cg: n for cg, n in acc.items() if n}
+    if set(acc) <= {"/"}:
+        return ""
+    busiest = sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return "; by cgroup: " + ", ".join(f"{cg} {n}" for cg, n in busiest)

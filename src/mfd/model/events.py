@@ -141,6 +141,7 @@ class ExtfragRow(ProcessRow):
     change_ownership: int = 0
     cumulative: int = 0          # this key's events since mfd started
     rate: float = 0.0
+    cgroup: str = "/"            # the task's cgroup v2 path ("/" on v1-only hosts)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class DirectCompaction(ProcessRow):
     count: int = 0
     stall_ns: int = 0
     hist_us: Tuple[HistBucket, ...] = ()
+    cgroup: str = "/"            # the task's cgroup v2 path ("/" on v1-only hosts)
 
 
 @dataclass(frozen=True)

@@ -61,13 +61,27 @@ def merge_buckets(lists: Sequence[Sequence[HistBucket]]) -> List[HistBucket]:
     return [HistBucket(lo, acc[lo][0], acc[lo][1]) for lo in sorted(acc)]
 
 
-def extfrag_text(ev: ExtfragResult, flt: Filter = Filter()) -> str:
+def _per_cgroup(rows, counts: Sequence[str]) -> List[list]:
+    """``rows`` summed per cgroup, busiest first: [cgroup, count...]."""
+    acc: Dict[str, List[float]] = {}
+    for r in rows:
+        slot = acc.setdefault(r.cgroup, [0] * len(counts))
+        for i, name in enumerate(counts):
+            slot[i] += getattr(r, name)
+    return [[cg, *vals] for cg, vals in sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))]
+
+
+def extfrag_text(ev: ExtfragResult, flt: Filter = Filter(), by: str = "process") -> str:
     head = (f"extfrag: {ev.events} fallbacks ({_rate(ev.rate)}/s), "
             f"{ev.change_ownership} took over their pageblock; {ev.cumulative} since start")
     if ev.dropped:
         head += f"; {ev.dropped} not counted (map full)"
     if not ev.by_process:
         return head
+    if by == "cgroup":
+        rows, more = _cut(_per_cgroup(ev.by_process, ("events", "change_ownership",
+                                                      "cumulative")), "cgroups")
+        return _lines(head, table(rows, ["CGROUP", "EVENTS", "STEALS", "TOTAL"]), more)
     rows = [[r.pid, r.comm, f"{r.alloc_order} {r.alloc_migratetype}",
              f"{r.fallback_order} {r.fallback_migratetype}", r.events,
              r.change_ownership, r.cumulative, _rate(r.rate)] for r in ev.by_process]
@@ -100,7 +114,7 @@ def alloc_text(ev: AllocResult, flt: Filter = Filter()) -> str:
     return _lines(*parts)
 
 
-def compaction_text(ev: CompactionResult, flt: Filter = Filter()) -> str:
+def compaction_text(ev: CompactionResult, flt: Filter = Filter(), by: str = "process") -> str:
     where = flt.describe()
     head = (f"compaction{' (' + where + ')' if where else ''}: {ev.begin} runs begun, "
             f"{ev.end} ended, {ev.direct_stalls} direct; "
@@ -115,7 +129,11 @@ def compaction_text(ev: CompactionResult, flt: Filter = Filter()) -> str:
                                   "STATUS"]))
     elif where:
         parts.append(f"(no compaction run matches {where})")
-    if ev.direct:
+    if ev.direct and by == "cgroup":
+        rows, more = _cut([[cg, n, _ms(ns)] for cg, n, ns in
+                           _per_cgroup(ev.direct, ("count", "stall_ns"))], "cgroups")
+        parts += ["direct compaction", table(rows, ["CGROUP", "STALLS", "STALL_MS"]), more]
+    elif ev.direct:
         rows = [[r.pid, r.comm, r.order, r.count, _ms(r.stall_ns)]
                 for r in ev.direct]
         rows, more = _cut(rows, "rows")
@@ -150,6 +168,14 @@ def counts_text(ev: GroupResult, flt: Filter = Filter()) -> str:
 TEXT = {ExtfragResult: extfrag_text, AllocResult: alloc_text, CompactionResult: compaction_text}
 
 
-def events_text(events: Events) -> str:
-    """Every loaded group's table, in the order the groups were loaded."""
-    return "\n\n".join(TEXT.get(type(r), counts_text)(r, events.filter) for r in events)
+# Groups whose per-process rows carry a cgroup (-s --by cgroup sums them per cgroup).
+BY_CGROUP = (ExtfragResult, CompactionResult)
+
+
+def events_text(events: Events, by: str = "process") -> str:
+    """Every loaded group's table, in the order the groups were loaded;
+    ``by`` "cgroup": the per-process rows summed per cgroup."""
+    return "\n\n".join(TEXT.get(type(r), counts_text)(r, events.filter,
+                                                     **({"by": by} if type(r) in BY_CGROUP
+                                                        else {}))
+                       for r in events)

@@ -23,6 +23,7 @@ class View:
     unusable: bool = True           # shown unless -e alone
     bar: bool = False               # -b
     show_pgdat: bool = False        # root terminal only
+    by: str = "process"             # --by: event rows per process or per cgroup
 
 
 def _bar(value_x1000: int, width: int = 10) -> str:
@@ -109,7 +110,7 @@ class TextSink:
             # imported here: the event records load only when events are on (model)
             from .events_text import events_header, events_text
             out = (out or events_header(snap.time, events.interval) + "\n") + \
-                events_text(events) + "\n"
+                events_text(events, self.view.by) + "\n"
         print(out, flush=True)
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ... import ebpf
+from ...kernel.cgroups import CgroupNames
 from ...errors import UsageError
 from ...model import GROUPS, Events, Filter, Snapshot
 from ...term import note as stderr_note
@@ -81,9 +82,11 @@ class EventSource:
         btf = ebpf.load_btf(btf_path, ": event tracing needs the kernel's BTF", note)
         self.sizes = ebpf.sizes(btf)
         self.nr_orders = self.sizes["MFD_NR_ORDERS"]
+        # extfrag and direct-compaction rows carry the task's cgroup v2 path
+        cgroups = CgroupNames(note) if {"extfrag", "compaction"} & set(groups) else None
         self.groups: List[Group] = [
             GROUP_TYPES[g](btf=btf, nr_orders=self.nr_orders, alloc_probe=alloc_probe,
-                           note=note, alloc_function=alloc_function)
+                           note=note, alloc_function=alloc_function, cgroups=cgroups)
             for g in GROUPS if g in groups]
         self.alloc_probe = next((g.probe for g in self.groups if g.name == "alloc"), None)
         self.cflags = self._cflags()

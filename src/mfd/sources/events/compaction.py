@@ -9,15 +9,16 @@ from ...kernel.facts import compact_result_names, tracepoint_fields
 from ...model import CompactionResult, CompactionZone, DirectCompaction, KcompactdWake
 from ..vmstat import VmstatDelta
 from .base import Group, PollContext
-from .maps import HashDrain, PerCpuTotals, comm, log2_hist, scalar
+from .maps import HashDrain, PerCpuTotals, cgroup_name, comm, log2_hist, scalar
 
 
 class CompactionGroup(Group):
     name, program = CompactionResult.NAME, "compaction.bpf.c"
     needs_zones = True
 
-    def __init__(self, btf, **_):
+    def __init__(self, btf, cgroups=None, **_):
         self.status_names = compact_result_names(btf)
+        self.cgroups = cgroups
         fields = tracepoint_fields("compaction", "mm_compaction_kcompactd_wake")
         # highest_zoneidx since 5.8 (see bpf/compaction.bpf.c), classzone_idx before.
         self.zoneidx_field = "classzone_idx" if "classzone_idx" in fields else "highest_zoneidx"
@@ -67,7 +68,8 @@ class CompactionGroup(Group):
 
         direct = sorted((DirectCompaction(pid=k.pid, comm=comm(k.comm), order=k.order,
                                           count=v.count, stall_ns=v.stall_ns,
-                                          hist_us=log2_hist(v.hist))
+                                          hist_us=log2_hist(v.hist),
+                                          cgroup=cgroup_name(self.cgroups, k.cgroup))
                          for k, v in self._direct()),
                         key=lambda r: (-r.count, -r.stall_ns, r.pid))
 

@@ -9,7 +9,7 @@ from typing import Dict, List
 from ...kernel.facts import migratetype_names
 from ...model import ExtfragResult, ExtfragRow
 from .base import Group, PollContext
-from .maps import HashDrain, PerCpuTotals, comm, scalar
+from .maps import HashDrain, PerCpuTotals, cgroup_name, comm, scalar
 
 # Cumulative per-process counts are kept in user space; past this many keys
 # the ones not seen for longest are forgotten (short-lived processes pile up).
@@ -19,8 +19,9 @@ MAX_CUMULATIVE_KEYS = 20000
 class ExtfragGroup(Group):
     name, program = ExtfragResult.NAME, "extfrag.bpf.c"
 
-    def __init__(self, btf, **_):
+    def __init__(self, btf, cgroups=None, **_):
         self.migratetypes = migratetype_names(btf)
+        self.cgroups = cgroups
         self._cumulative: Dict[tuple, List[int]] = {}   # key -> [events, last poll seen]
         self._total = 0
         self._polls = 0
@@ -40,7 +41,7 @@ class ExtfragGroup(Group):
         rows = []
         for k, v in self._drain():
             key = (k.pid, comm(k.comm), k.alloc_order, k.fallback_order,
-                   k.alloc_migratetype, k.fallback_migratetype)
+                   k.alloc_migratetype, k.fallback_migratetype, k.cgroup)
             cum = self._cumulative.setdefault(key, [0, 0])
             cum[0] += v.events
             cum[1] = self._polls
@@ -48,7 +49,8 @@ class ExtfragGroup(Group):
                                    fallback_order=key[3], alloc_migratetype=self._mt(key[4]),
                                    fallback_migratetype=self._mt(key[5]), events=v.events,
                                    change_ownership=v.change_ownership, cumulative=cum[0],
-                                   rate=ctx.rate(v.events)))
+                                   rate=ctx.rate(v.events), cgroup=cgroup_name(self.cgroups,
+                                                                               k.cgroup)))
         self._forget_oldest()
         rows.sort(key=lambda r: (-r.events, -r.cumulative, r.pid))
         events = sum(r.events for r in rows)

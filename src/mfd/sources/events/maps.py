@@ -109,6 +109,15 @@ def scalar(x) -> int:
     return getattr(x, "value", x)
 
 
+def cgroup_name(names, cgroup_id: int) -> str:
+    """A cgroup v2 id as its path (mfd.kernel.cgroups.CgroupNames), "/" for
+    the root; without a resolver, the root's "/" or "cgroup:<id>"."""
+    cgroup_id = scalar(cgroup_id)
+    if names is not None:
+        return names.name(cgroup_id)
+    return "/" if cgroup_id == 1 else f"cgroup:{cgroup_id}"
+
+
 def comm(raw) -> str:
     """A task comm (char[16]) from a ctypes field."""
     data = bytes(raw) if not isinstance(raw, bytes) else raw
