@@ -140,7 +140,7 @@ ROW_CASES = {
                              (json.dumps({"interval": 1, "extfrag": {
                                  "events": 0, "change_ownership": 0, "cumulative": 0,
                                  "rate": 0, "dropped": 0, "by_process": [{}] * 1000}}),), [],
-                             "names 0 of the 10 fields of a ExtfragRow"),
+                             "names 0 of the 11 fields of a ExtfragRow"),
     "dangling run_id": ("UPDATE sample SET run_id = 99 WHERE id = 2", (), [],
                         "run_id 99 names no run"),
     "interval negative": ("UPDATE sample SET interval = -1 WHERE id = 2", (), [],

@@ -129,3 +129,12 @@ def test_an_uncheckable_field_type_is_a_type_error_not_bad_input():
 
     with pytest.raises(TypeError, match="Odd.when.*_CHECKS"):
         Odd.from_json({"when": 1})
+
+
+def test_rows_recorded_before_cgroups_read_as_the_root():
+    old = {"pid": 1, "comm": "x", "alloc_order": 0, "fallback_order": 3,
+           "alloc_migratetype": "Unmovable", "fallback_migratetype": "Movable", "events": 2,
+           "change_ownership": 1, "cumulative": 2, "rate": 1.0}
+    assert ExtfragRow.from_json(old).cgroup == "/"
+    assert DirectCompaction.from_json({"pid": 1, "comm": "x", "order": 9, "count": 1,
+                                       "stall_ns": 5, "hist_us": []}).cgroup == "/"
