@@ -295,9 +295,9 @@ def test_proactive_verdict_matches_kcompactd():
     """mfd's proactive verdict against the kernel's behaviour, on 6.1's
     formula: with memory fragmented, at a proactiveness where mfd says
     kcompactd will not compact, writing it (which wakes kcompactd:
-    compaction_proactiveness_sysctl_handler) brings no
-    compaction:mm_compaction_begin from kcompactd; at one where mfd says it
-    will, one follows within a second."""
+    compaction_proactiveness_sysctl_handler) brings no proactive run (an
+    mm_compaction_finished with order -1 from kcompactd); at one where mfd
+    says it will, one follows."""
     import time
     import workloads
     from mfd.compaction import proactive_verdict
@@ -315,28 +315,37 @@ def test_proactive_verdict_matches_kcompactd():
         node = max(view, key=lambda n: n["score"])
         score = node["score"]
         print(f"node {node['node']} score {score} after fragmenting 768 MiB")
-        if not 18 <= score <= 97:      # 6.1's high watermark ranges over 15..100
+        if not 21 <= score <= 94:      # 6.1's high watermark ranges over 15..100
             pytest.skip(f"the guest fragmented to a score of {score}")
 
         def kick(p, seconds):
-            with Ftrace("compaction/mm_compaction_begin", name="mfdproactive") as ft:
+            """kcompactd's proactive runs after writing p: a zone's proactive run
+            ends in mm_compaction_finished with order=-1 (compact_node() /
+            6.1 proactive_compact_node(): cc.order = -1); reactive runs, which
+            kswapd may wake on this small node, have an order >= 1."""
+            with Ftrace("compaction/mm_compaction_begin", "compaction/mm_compaction_finished",
+                        name="mfdproactive") as ft:
                 with open(path, "w") as f:
                     f.write(str(p))
                 time.sleep(seconds)
                 ft.stop()
-                return [c for c, _pid, _e, _f in ft.records() if c.startswith("kcompactd")]
-        # as close to the boundary as the score's drift allows (2 points):
+                records = ft.records()
+            return sorted({c for c, _pid, e, f in records if c.startswith("kcompactd")
+                           and e == "mm_compaction_finished" and f.get("order") == "-1"})
+        # as close to the boundary as the score's drift allows (5 points: on a
+        # 1 GiB node the test's own processes move it by a few):
         # the highest proactiveness mfd says will not compact, the lowest it
         # says will
         wont = max(p for p in range(1, 101)
-                   if proactive_verdict(score + 2, p, False, kernel).verdict == "will_not")
+                   if proactive_verdict(score + 5, p, False, kernel).verdict == "will_not")
         will = min(p for p in range(1, 101)
-                   if proactive_verdict(score - 2, p, False, kernel).verdict == "will_compact")
+                   if proactive_verdict(score - 5, p, False, kernel).verdict == "will_compact")
         print(f"p={wont}: will not; p={will}: will compact")
         v = proactive_verdict(score, wont, False, kernel)
-        assert not kick(wont, 2.0), f"kcompactd compacted at p={wont} ({v.reason})"
+        assert not kick(wont, 3.0), f"kcompactd compacted at p={wont} ({v.reason})"
         v = proactive_verdict(score, will, False, kernel)
-        assert kick(will, 1.0), f"kcompactd did not compact at p={will} ({v.reason})"
+        # the run begins within 500 ms; under emulation it may take seconds to end
+        assert kick(will, 6.0), f"kcompactd did not compact at p={will} ({v.reason})"
     finally:
         with open(path, "w") as f:
             f.write(before)
