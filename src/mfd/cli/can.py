@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..diagnose.can import VERDICT_TEXT, ZoneCan, zone_can
+from ..diagnose.can import VERDICT_TEXT, ZoneCan, size_text, zone_can
 from ..errors import UsageError
 from ..kernel import facts
 from ..model import Filter
@@ -80,14 +80,6 @@ def build_parser():
     return p
 
 
-def _size_text(order: int, page_size: int) -> str:
-    size = page_size << order
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if size >= 1 << shift and size % (1 << shift) == 0:
-            return f"{size >> shift} {unit}"
-    return f"{size} B"
-
-
 def default_asks(page_size: int) -> List[Ask]:
     """The THP order and every hugetlb size the kernel offers."""
     asks = []
@@ -97,7 +89,7 @@ def default_asks(page_size: int) -> List[Ask]:
     for size in facts.hugetlb_sizes():
         order = (size // page_size).bit_length() - 1
         if all(a.order != order for a in asks):
-            asks.append(Ask(None, order, f"hugetlb {_size_text(order, page_size)}"))
+            asks.append(Ask(None, order, f"hugetlb {size_text(order, page_size)}"))
     return asks
 
 
@@ -131,7 +123,7 @@ def _row_json(r: ZoneCan) -> dict:
 def render_text(results, page_size: int) -> str:
     lines = []
     for ask, rows in results:
-        what = f"order {rows[0].order if rows else ask.order} ({_size_text(ask.order, page_size)})"
+        what = f"order {rows[0].order if rows else ask.order} ({size_text(ask.order, page_size)})"
         head = (f"{ask.label}: {ask.count} block{'s' if ask.count != 1 else ''} of {what}"
                 if ask.count is not None else f"{ask.label}: {what}")
         lines.append(head)

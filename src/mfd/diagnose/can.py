@@ -46,6 +46,15 @@ class ZoneCan:
     verdict: Optional[SuitableVerdict]
 
 
+def size_text(order: int, page_size: int) -> str:
+    """The size of an order-``order`` block: "2 MiB", "1 GiB"."""
+    size = page_size << order
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift} {unit}"
+    return f"{size} B"
+
+
 def blocks_now(nr_free: Sequence[int], order: int) -> int:
     """Free blocks of order >= ``order``, counted in order-``order`` units
     (fill_contig_page_info()'s free_blocks_suitable)."""

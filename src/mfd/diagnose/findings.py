@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..compaction import COMPACTION_PROACTIVENESS_DEFAULT, fragmentation_score_wmark
-from .can import blocks_now
+from .can import blocks_now, size_text
 from .view import NodeView
 
 SEVERITIES = ("info", "warning", "critical")
@@ -53,12 +53,6 @@ class Look:
     present: Mapping[Tuple[int, str], int]
 
 
-def _size(order: int, page_size: int) -> str:
-    size = page_size << order
-    return f"{size >> 30} GiB" if size >= 1 << 30 else f"{size >> 20} MiB" \
-        if size >= 1 << 20 else f"{size >> 10} KiB"
-
-
 def findings(first: Look, last: Look, vmstat: Mapping[str, int], window: float,
              tunables: Mapping[str, Optional[int]], hpage_order: int, page_size: int,
              kernel: Tuple[int, ...], th: Thresholds = Thresholds(),
@@ -69,7 +63,7 @@ def findings(first: Look, last: Look, vmstat: Mapping[str, int], window: float,
     or None."""
     out: List[Finding] = event_findings(events, pageblock_order) if events is not None else []
     min_pages = (th.min_zone_mib << 20) // page_size
-    huge = _size(hpage_order, page_size)
+    huge = size_text(hpage_order, page_size)
     for (node, zone), nr_free in sorted(last.nr_free.items()):
         if last.present.get((node, zone), 0) < min_pages:
             continue
