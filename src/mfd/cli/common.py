@@ -232,6 +232,20 @@ def fail(e: MfdError) -> int:
     return e.exit_code
 
 
+def _forget_interrupt() -> None:
+    """Clear CPython's note that a KeyboardInterrupt went unhandled.
+
+    Each exec() of a string (run_eval_code_obj in Python/pythonrun.c, 3.9 to
+    3.13) sets _Py_UnhandledKeyboardInterrupt when the interrupt leaves the
+    exec'd code, even if a caller catches it; ``python -m`` (pymain_run_module
+    then Py_RunMain) looks at the flag after SystemExit and ends the process by
+    SIGINT.  dataclasses and namedtuple exec their methods when a module is
+    imported, so Ctrl-C during an import made ``python -m mfd`` die by SIGINT
+    (exit -2) instead of exiting 0.  An exec() that completes resets the flag:
+    run_eval_code_obj clears it before it runs anything."""
+    exec("")
+
+
 def finish(body: Callable[[], int], debug: bool = False) -> int:
     """Run a command's ``body`` and turn how it ends into an exit status."""
     for sig in _END_SIGNALS:
@@ -242,6 +256,7 @@ def finish(body: Callable[[], int], debug: bool = False) -> int:
             sys.stdout.flush()      # a write error shows here, not at exit
         return status
     except (KeyboardInterrupt, Terminated):
+        _forget_interrupt()
         return 0
     except OSError as e:
         # The reader went away (mfd | head): end quietly; stdout full or broken:

@@ -92,8 +92,12 @@ def libbpf():
     (libbcc links it), so it is there wherever BCC is."""
     global _LIB
     if _LIB is None:
-        names = ["libbpf.so.1", "libbpf.so.0", ctypes.util.find_library("bpf")]
-        for name in filter(None, names):
+        # find_library runs ldconfig -p (a process): only when the sonames fail
+        names = ("libbpf.so.1", "libbpf.so.0", lambda: ctypes.util.find_library("bpf"))
+        for name in names:
+            name = name() if callable(name) else name
+            if not name:
+                continue
             try:
                 lib = ctypes.CDLL(name, use_errno=True)
                 break
