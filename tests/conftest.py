@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -16,6 +17,16 @@ needs_root = pytest.mark.skipif(not ROOT, reason="needs root (loads BPF programs
 def mfd_argv(*args: str):
     """Command line running the installed mfd with this interpreter."""
     return [sys.executable, "-m", "mfd", *args]
+
+
+def remove_cgroup(path: str) -> None:
+    """rmdir a test's cgroup: it can be busy for a moment after its last task exits."""
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def run_mfd(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import mfd_argv, needs_root, run_mfd
+from conftest import mfd_argv, needs_root, remove_cgroup, run_mfd
 import workloads
 from workloads import Child
 
@@ -465,9 +465,4 @@ def test_extfrag_rows_carry_the_cgroup_of_the_task():
     finally:
         c.close()
         for n in names:
-            for _ in range(50):
-                try:
-                    os.rmdir(os.path.join(root, n))
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            remove_cgroup(os.path.join(root, n))

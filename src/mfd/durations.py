@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Optional
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -42,6 +43,11 @@ def format_duration(seconds: float) -> str:
     if h:
         return f"{h}h{m:02d}m{s:02d}s"
     return f"{m}m{s:02d}s"
+
+
+def format_time(t: float) -> str:
+    """A unix time as local 'YYYY-MM-DD HH:MM:SS' (the form parse_time reads)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
 def parse_time(text: str, end: Optional[float] = None) -> float:

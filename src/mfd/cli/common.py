@@ -11,10 +11,10 @@ import errno
 import os
 import signal
 import sys
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Tuple
 
 from ..durations import parse_duration
-from ..errors import MfdError
+from ..errors import MfdError, UsageError
 from ..safefs import FOLLOW_FLAG
 from ..sources import SNAPSHOT_SOURCES
 from ..term import note, one_line, set_quiet
@@ -116,6 +116,41 @@ def add_source(p: argparse.ArgumentParser) -> None:
                         "that hands the loaded programs over, so the compiler is never "
                         "mapped into mfd; inprocess keeps it mapped (~130 MB) for the whole "
                         "run (default auto: helper, else inprocess)")
+
+
+def add_span(p: argparse.ArgumentParser) -> None:
+    """--since/--until, a part of a recording (pass argv through join_time_args)."""
+    p.add_argument("--since", metavar="TIME", help="only samples at or after TIME")
+    p.add_argument("--until", metavar="TIME", help="only samples at or before TIME")
+
+
+def span(since: Optional[str], until: Optional[str],
+         last: float) -> Tuple[Optional[float], Optional[float]]:
+    """--since/--until as unix times (relative ones count back from ``last``,
+    a recording's last sample); UsageError when unreadable or reversed."""
+    from ..durations import parse_time
+    try:
+        start = parse_time(since, last) if since else None
+        end = parse_time(until, last) if until else None
+    except ValueError as e:
+        raise UsageError(str(e))
+    if start is not None and end is not None and start > end:
+        raise UsageError("--since is after --until")
+    return start, end
+
+
+def join_time_args(argv) -> List[str]:
+    """"--since -15m" as "--since=-15m": argparse would take -15m for an option."""
+    argv, joined, i = list(argv), [], 0
+    while i < len(argv):
+        if argv[i] in ("--since", "--until") and i + 1 < len(argv) and \
+                argv[i + 1].startswith("-"):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
 
 
 def path_arg(text: str) -> str:

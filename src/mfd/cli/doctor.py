@@ -1,5 +1,6 @@
 """``mfd doctor``: what is wrong with this machine's physical memory, in
-plain lines, from two looks at /proc a short window apart.  No BCC."""
+plain lines, from two looks at /proc a short window apart (and the event
+groups over it), or from a recording (``mfd doctor FILE.db``)."""
 from __future__ import annotations
 
 import json
@@ -9,14 +10,18 @@ import time
 from typing import List
 
 from .. import ebpf
-from ..compaction import compaction_hpage_order
-from ..diagnose.findings import SEVERITIES, TUNABLE_DEFAULTS, Look, Thresholds, findings, worst
+from ..compaction import (COMPACTION_PROACTIVENESS_DEFAULT, compaction_hpage_order,
+                          fragmentation_score_wmark)
+from ..diagnose.findings import (SEVERITIES, TUNABLE_DEFAULTS, Look, Thresholds, findings,
+                                 story_findings, worst)
 from ..diagnose.view import Inputs, compaction_view, view_json
 from ..kernel import facts
 from ..sources.vmstat import read_vmstat
 from ..sources.zonestate import read_zone_state
 from ..term import info, noted, one_line
-from ..errors import UsageError
+from ..durations import format_duration
+from ..errors import MfdError, UsageError
+from ..model import Filter
 from . import common
 
 EPILOG = """\
@@ -24,6 +29,9 @@ examples:
   sudo mfd doctor                   look twice, 5 s apart, and say what is wrong
   sudo mfd doctor --window 30 --json
   sudo mfd doctor --fail-on warning   for a health check: exit 1 on a warning or worse
+  mfd doctor frag.db --since -1h    what a recording says: for how long no THP-order
+                                    block, scores above kcompactd's watermark, who
+                                    stalled, took over pageblocks, compaction failing
 
 Findings, most severe first, each with its numbers and the threshold it used:
 no free block of the THP order in a zone; a node's fragmentation score above
@@ -34,15 +42,41 @@ boost active; vm.compaction_proactiveness 0 with a high score; tunables not
 at their defaults.  The compaction view (scores, kcompactd's verdict per node,
 compaction_suitable() per zone and order) comes with -z, and with --json.
 
+From a recording (mfd --record, with -s or --events for who did what), the
+findings say for how long, and when: the time with no free block of the THP
+order per zone (its longest stretch, and whether it lasted to the end), the
+time each node's score stayed above kcompactd's high watermark and whether it
+fell, compaction failing, and the direct-compaction stalls, pageblock
+takeovers and pollution summed over the recording, by process and cgroup.
+A recording holds no tunables: the watermark comes from this machine's
+vm.compaction_proactiveness when the recording is this host's, else the
+default 20 (--proactiveness says otherwise), and the THP order from this
+machine (--thp-order).
+
 exit status: 0, or 1 when a finding is at least --fail-on (default critical),
 or on an error; 2 on a usage error.
 """
 
 
+DEFAULT_WINDOW = 5.0
+
+
 def build_parser():
     p = common.parser("mfd doctor", "Say what is wrong with physical memory: findings "
-                      "from two looks at /proc a window apart.", EPILOG)
-    p.add_argument("--window", type=common.positive_float, default=5.0, metavar="SECONDS",
+                      "from two looks at /proc a window apart, or from a recording.", EPILOG)
+    p.add_argument("file", metavar="FILE.db", nargs="?",
+                   help="a recording (mfd --record) to diagnose instead of this machine")
+    common.add_span(p)
+    common.add_filter(p, "only findings about zones named NAME (any case)")
+    p.add_argument("--thp-order", type=common.ranged(int, "an integer", 1, 20), metavar="N",
+                   help="with FILE: the THP order of the recorded machine (default this "
+                        "machine's, from hpage_pmd_size)")
+    p.add_argument("--proactiveness", type=common.ranged(int, "an integer", 0, 100),
+                   metavar="P", help="with FILE: the recorded machine's "
+                                     "vm.compaction_proactiveness (default: this machine's "
+                                     "if the recording is this host's, else 20)")
+    p.add_argument("--window", type=common.positive_float, default=DEFAULT_WINDOW,
+                   metavar="SECONDS",
                    help="observation window (default 5)")
     p.add_argument("--fail-on", choices=SEVERITIES + ("never",), default="critical",
                    help="exit 1 when a finding is this severe or worse (default critical)")
@@ -124,20 +158,97 @@ def _events():
 
 
 def main(argv: List[str], debug: bool = False) -> int:
-    return common.command_main(build_parser, run, argv, debug)
+    return common.command_main(build_parser, run, common.join_time_args(argv), debug)
+
+
+def _usage(args) -> None:
+    if args.view and args.json:
+        raise UsageError("-z does nothing with --json (the JSON holds the view)")
+    live = ("--window" if args.window != DEFAULT_WINDOW else None,
+            "--no-events" if args.no_events else None, "-z" if args.view else None)
+    recorded = ("--since" if args.since else None, "--until" if args.until else None,
+                "--thp-order" if args.thp_order is not None else None,
+                "--proactiveness" if args.proactiveness is not None else None)
+    if args.file is not None and any(live):
+        raise UsageError(f"{next(x for x in live if x)} does nothing with a recording "
+                         "(it is for a live look)")
+    if args.file is None and any(recorded):
+        raise UsageError(f"{next(x for x in recorded if x)} needs a recording: mfd doctor "
+                         "FILE.db")
+
+
+def _report(args, found, extra: dict, text_tail: str = "", nothing: str = "") -> int:
+    """Print the findings (text or --json) and return the exit status."""
+    flt = Filter(args.node, args.zone)
+    found = [f for f in found if flt.wants(f.node, f.zone)]
+    if args.json:
+        print(json.dumps(dict(extra, findings=[f.to_json() for f in found], notes=noted())))
+    else:
+        sys.stdout.write("".join(f"{f.severity.upper():8s} {one_line(f.text)}\n"
+                                 for f in found) or nothing)
+        sys.stdout.write(text_tail)
+    bad = worst(found)
+    if args.fail_on == "never" or bad is None:
+        return 0
+    return 1 if SEVERITIES.index(bad) >= SEVERITIES.index(args.fail_on) else 0
+
+
+def _recording(args, page_size: int, hpage_order: int) -> int:
+    from ..diagnose.story import tell
+    from ..recording import History
+    with History(args.file) as hist:
+        first, last, count = hist.bounds()
+        if not count:
+            raise MfdError(f"{args.file} holds no samples yet")
+        since, until = common.span(args.since, args.until, last)
+        flt = Filter(args.node, args.zone)
+        try:
+            flt.resolve(*hist.names(), where=args.file)
+        except UsageError as e:
+            raise UsageError(f"no populated zone matches -i/-c in {args.file}: {e}") from None
+        # The watermark is needed as the samples stream by: the last run's
+        # host and kernel stand for the file (one file is one machine's runs).
+        if not hist.runs:
+            raise MfdError(f"{args.file} holds samples but no run: not what mfd records")
+        run = hist.runs[max(hist.runs)]
+        kernel, p = run.kernel, args.proactiveness
+        if p is None and run.host == os.uname().nodename:
+            p = facts.sysctl_int("vm/compaction_proactiveness")
+        if p is None:
+            p = COMPACTION_PROACTIVENESS_DEFAULT
+        release = tuple(facts.kernel_version(kernel)[:2])
+        high = fragmentation_score_wmark(p, False, release)
+        story = tell(hist.samples(since, until), hpage_order, high, flt)
+    if not story.samples:
+        raise MfdError(f"no samples in {args.file} between {args.since or 'the start'} and "
+                       f"{args.until or 'the end'}")
+    th = Thresholds(args.fail_ratio, args.min_stalls, args.min_zone_mib)
+    found = story_findings(story, hpage_order, page_size, p, high, th)
+    if not story.event_samples:
+        info(f"{args.file} holds no events (record with -s or --events): no findings on "
+             "who stalled or took over pageblocks")
+    span = f"{format_duration(story.seconds)} of {args.file}"
+    extra = {"file": args.file, "first": story.first, "last": story.last,
+             "samples": story.samples, "hpage_order": hpage_order, "proactiveness": p,
+             "high_wmark": high, "kernel": kernel, "vmstat": story.vmstat}
+    return _report(args, found, extra, nothing=f"no findings in {span}\n")
 
 
 def run(args) -> int:
-    if args.view and args.json:
-        raise UsageError("-z does nothing with --json (the JSON holds the view)")
+    _usage(args)
     page_size = os.sysconf("SC_PAGE_SIZE")
-    hpage_order = compaction_hpage_order(facts.hpage_pmd_size(), page_size)
+    hpage_order = args.thp_order if args.thp_order is not None else \
+        compaction_hpage_order(facts.hpage_pmd_size(), page_size)
+    if args.file is not None:
+        return _recording(args, page_size, hpage_order)
     kernel = facts.kernel_version()
     tunables = {name: facts.sysctl_int(name) for name in TUNABLE_DEFAULTS}
     keys = ("compact_stall", "compact_fail", "compact_success", "thp_fault_fallback")
     start = time.monotonic()
     before = read_vmstat(("compact_", "thp_fault_fallback"))
     first, state = _look(page_size, hpage_order, kernel, tunables)
+    Filter(args.node, args.zone).resolve(sorted({z.node for z in state.limits}),
+                                         list(dict.fromkeys(z.zone for z in state.limits)))
     if state.pagetypes_problem:
         info(f"{state.pagetypes_problem}: the verdicts weigh buddyinfo's counts alone")
     source = None if args.no_events else _events()
@@ -155,20 +266,9 @@ def run(args) -> int:
     pageblock_order = state.pagetypes.pageblock_order if state.pagetypes else hpage_order
     found = findings(first, last, delta, args.window, tunables, hpage_order, page_size,
                      kernel, th, events, pageblock_order)
-    if args.json:
-        print(json.dumps({"window": args.window, "hpage_order": hpage_order,
-                          "kernel": os.uname().release, "vmstat": delta,
-                          "findings": [f.to_json() for f in found],
-                          "view": view_json(last.view),
-                          "events": events.to_json() if events is not None else None,
-                          "notes": noted()}))
-    else:
-        sys.stdout.write("".join(f"{f.severity.upper():8s} {one_line(f.text)}\n"
-                                 for f in found) or f"no findings in {args.window:g} s\n")
-        if args.view:
-            sys.stdout.write("\n" + view_table(last.view))
-    bad = worst(found)
-    if args.fail_on == "never" or bad is None:
-        return 0
-    return 1 if SEVERITIES.index(bad) >= SEVERITIES.index(args.fail_on) else 0
+    extra = {"window": args.window, "hpage_order": hpage_order,
+             "kernel": os.uname().release, "vmstat": delta, "view": view_json(last.view),
+             "events": events.to_json() if events is not None else None}
+    return _report(args, found, extra, "\n" + view_table(last.view) if args.view else "",
+                   f"no findings in {args.window:g} s\n")
 

@@ -7,14 +7,14 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..durations import parse_time
+from ..durations import format_time
 from ..errors import MfdError, UsageError
 from ..model import Filter
 from ..recording import History
 from ..report.build import build
 from ..report.exports import Exports
 from ..report.html import html_page
-from ..report.summary import _stamp, summary_text
+from ..report.summary import summary_text
 from ..origin import install_hint
 from ..safefs import AtomicOutput
 from ..term import info
@@ -38,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = common.parser("mfd report", "Summarize, chart and export a recording made with "
                       "mfd --record.", EPILOG)
     p.add_argument("file", metavar="FILE.db", help="the recording")
-    p.add_argument("--since", metavar="TIME", help="only samples at or after TIME")
-    p.add_argument("--until", metavar="TIME", help="only samples at or before TIME")
+    common.add_span(p)
     common.add_filter(p, "only zones named NAME (any case)")
     p.add_argument("--html", metavar="OUT.html", type=common.path_arg,
                    help="write a self-contained HTML report ('-': stdout)")
@@ -131,13 +130,7 @@ def run(cfg: ReportConfig) -> int:
         first, last, count = hist.bounds()
         if not count:
             raise MfdError(f"{cfg.file} holds no samples yet")
-        try:
-            since = parse_time(cfg.since, last) if cfg.since else None
-            until = parse_time(cfg.until, last) if cfg.until else None
-        except ValueError as e:
-            raise UsageError(str(e))
-        if since is not None and until is not None and since > until:
-            raise UsageError("--since is after --until")
+        since, until = common.span(cfg.since, cfg.until, last)
         flt = _resolve(cfg.filter, hist, cfg.file)
         exports = Exports(cfg.csv, cfg.json, flt, cfg.follow_symlinks)
         try:
@@ -145,8 +138,8 @@ def run(cfg: ReportConfig) -> int:
                         charts=plots is not None, sink=exports)
             if not rep.samples:
                 raise MfdError(f"no samples in {cfg.file} between {cfg.since or 'the start'} "
-                               f"and {cfg.until or 'the end'} (it spans {_stamp(first)} .. "
-                               f"{_stamp(last)})")
+                               f"and {cfg.until or 'the end'} (it spans {format_time(first)} .. "
+                               f"{format_time(last)})")
             if not rep.zones:
                 raise UsageError(f"no populated zone matches -i/-c in {cfg.file}")
             orders = max(z.nr_orders for z in rep.zones.values())
@@ -174,18 +167,5 @@ def run(cfg: ReportConfig) -> int:
 
 def main(argv: List[str], debug: bool = False) -> int:
     """``mfd report ...``; the exit status."""
-    argv = list(argv)
-    joined, i = [], 0
-    while i < len(argv):   # "--since -15m": argparse would take -15m for an option
-        if argv[i] in ("--since", "--until") and i + 1 < len(argv) and \
-                argv[i + 1].startswith("-"):
-            joined.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            joined.append(argv[i])
-            i += 1
-    argv = joined + (["--debug"] if debug else [])
-    args = common.parse(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return common.finish(lambda: run(config(args)), args.debug)
+    return common.command_main(build_parser, lambda args: run(config(args)),
+                               common.join_time_args(argv), debug)

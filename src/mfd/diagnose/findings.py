@@ -2,10 +2,11 @@
 threshold it used, from two looks at the kernel a window apart.  Pure."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..compaction import COMPACTION_PROACTIVENESS_DEFAULT, fragmentation_score_wmark
+from ..durations import format_duration, format_time
 from .can import blocks_now, size_text
 from .view import NodeView
 
@@ -109,28 +110,91 @@ def findings(first: Look, last: Look, vmstat: Mapping[str, int], window: float,
                                    f"<= vm.extfrag_threshold {veto.threshold / 1000:.3f} (lack of "
                                    f"memory, not fragmentation) while {fallbacks} THP faults "
                                    f"fell back in {window:g} s", n.node, z.zone))
-    stalls, fails = vmstat.get("compact_stall", 0), vmstat.get("compact_fail", 0)
-    if stalls >= th.min_stalls and stalls and fails / stalls >= th.fail_ratio:
-        out.append(Finding("critical", "compaction_failing",
-                           f"direct compaction failing: {fails} of {stalls} stalls failed in "
-                           f"{window:g} s (compact_fail/compact_stall {fails / stalls:.2f} >= "
-                           f"{th.fail_ratio:.2f})"))
+    out += _compaction_failing(vmstat, f"in {window:g} s", th)
     for name, default in TUNABLE_DEFAULTS.items():
         value = tunables.get(name)
         if value is not None and value != default:
             out.append(Finding("info", "tunable",
                                f"{name.replace('/', '.')} is {value} (default {default})"))
+    return ranked(out)
+
+
+def ranked(found: Sequence[Finding]) -> List[Finding]:
+    """Most severe first; within a severity, per node and zone, then machine-wide."""
     rank: Dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
-    # most severe first; within a severity, per node and zone, then machine-wide
-    return sorted(out, key=lambda f: (-rank[f.severity], f.node is None, f.node or 0,
-                                      f.zone or ""))
+    return sorted(found, key=lambda f: (-rank[f.severity], f.node is None, f.node or 0,
+                                        f.zone or ""))
+
+
+def _compaction_failing(vmstat: Mapping[str, int], when: str, th: Thresholds) -> List[Finding]:
+    stalls, fails = vmstat.get("compact_stall", 0), vmstat.get("compact_fail", 0)
+    if stalls >= th.min_stalls and stalls and fails / stalls >= th.fail_ratio:
+        return [Finding("critical", "compaction_failing",
+                        f"direct compaction failing: {fails} of {stalls} stalls failed {when} "
+                        f"(compact_fail/compact_stall {fails / stalls:.2f} >= "
+                        f"{th.fail_ratio:.2f})")]
+    return []
+
+
+def _span(start: Optional[float], end: Optional[float]) -> str:
+    return f"{format_time(start)} .. {format_time(end)}"
+
+
+def story_findings(story, hpage_order: int, page_size: int, proactiveness: int,
+                   high_wmark: int, th: Thresholds = Thresholds(),
+                   pageblock_order: Optional[int] = None) -> List[Finding]:
+    """Every finding a recording supports (mfd.diagnose.story.Story), most
+    severe first.  What a recording does not hold (tunables, watermark boost,
+    the zone watermarks behind compaction_suitable) needs a live look.
+    ``pageblock_order`` defaults to the THP order, as on every kernel with
+    THP (pageblock_order = min(HPAGE_PMD_ORDER, MAX_PAGE_ORDER))."""
+    pageblock_order = hpage_order if pageblock_order is None else pageblock_order
+    events = story.events()
+    whole = format_duration(story.seconds)
+    out: List[Finding] = [] if events is None else event_findings(
+        events, pageblock_order, when=f"in {format_duration(story.event_seconds)} of events")
+    min_pages = (th.min_zone_mib << 20) // page_size
+    huge = size_text(hpage_order, page_size)
+    for (node, zone), z in sorted(story.zones.items()):
+        nb = z.no_block
+        if z.present < min_pages or not nb.total:
+            continue
+        still = "; none at the end" if nb.now else "; there was one at the end"
+        out.append(Finding("warning" if nb.now else "info", "no_hpage_block",
+                           f"no free order-{hpage_order} ({huge}) block on node {node} zone "
+                           f"{zone} for {format_duration(nb.total)} of {whole} (longest "
+                           f"{format_duration(nb.longest)}, {_span(nb.longest_from, nb.longest_to)})"
+                           f"{still}: THP and huge-page allocations had to compact or fail",
+                           node, zone))
+    for node, n in sorted(story.nodes.items()):
+        if proactiveness and n.above.total:
+            stuck = n.above_to_score is not None and n.above_from_score is not None and \
+                n.above_to_score >= n.above_from_score
+            tail = ("and did not fall over it: kcompactd's proactive runs made no progress "
+                    "(it then backs off to 32 s)") if stuck else "and fell over it"
+            out.append(Finding("warning" if stuck and n.above.now else "info",
+                               "score_above_high",
+                               f"node {node} fragmentation score above kcompactd's high "
+                               f"watermark {high_wmark} (vm.compaction_proactiveness {proactiveness}) for "
+                               f"{format_duration(n.above.total)} of {whole}: longest "
+                               f"{format_duration(n.above.longest)} "
+                               f"({_span(n.above.longest_from, n.above.longest_to)}), score "
+                               f"{n.above_from_score} -> {n.above_to_score}, {tail}", node))
+    if story.fail_span is not None:
+        out += _compaction_failing(story.vmstat, "over the recording's events (failures "
+                                   f"{_span(*story.fail_span)})", th)
+    if events is not None and story.takeover_span is not None:
+        out = [replace(f, text=f"{f.text} ({_span(*story.takeover_span)})")
+               if f.code == "pageblock_takeover" else f for f in out]
+    return ranked(out)
 
 
 def worst(found: Sequence[Finding]) -> Optional[str]:
     return max((f.severity for f in found), key=SEVERITIES.index, default=None)
 
 
-def event_findings(events, pageblock_order: int, top: int = 3) -> List[Finding]:
+def event_findings(events, pageblock_order: int, top: int = 3,
+                   when: Optional[str] = None) -> List[Finding]:
     """Findings from the event groups over the window (an mfd.model.events
     Events with extfrag and compaction): who stalls in direct compaction, who
     takes over pageblocks and who pollutes them.
@@ -143,7 +207,7 @@ def event_findings(events, pageblock_order: int, top: int = 3) -> List[Finding]:
     is to current, the task whose allocation fell back (for per-CPU refills,
     the one that missed the cache)."""
     out: List[Finding] = []
-    window = events.interval
+    when = when or f"in {events.interval:g} s"
     comp = events.get("compaction")
     if comp is not None and comp.direct:
         rows: Dict[Tuple[int, str], List[int]] = {}
@@ -157,7 +221,7 @@ def event_findings(events, pageblock_order: int, top: int = 3) -> List[Finding]:
                                                                           top)
         out.append(Finding("warning", "direct_compaction",
                            f"direct compaction stalled {sum(n for n, _ in rows.values())} "
-                           f"times in {window:g} s: {who}"))
+                           f"times {when}: {who}"))
     ext = events.get("extfrag")
     if ext is not None and ext.by_process:
         groups = {"pageblock_takeover": _by_cgroup(ext.by_process, "change_ownership", top)}
@@ -180,8 +244,8 @@ def event_findings(events, pageblock_order: int, top: int = 3) -> List[Finding]:
                 busiest = sorted(table.items(), key=lambda kv: -kv[1])[:top]
                 who = ", ".join(f"{comm} (pid {pid}) {n}" for (pid, comm), n in busiest) + \
                     groups.get(code, "")
-                out.append(Finding("info", code, f"{sum(table.values())} fallbacks in "
-                                                 f"{window:g} s {what}: {who}"))
+                out.append(Finding("info", code, f"{sum(table.values())} fallbacks "
+                                                 f"{when} {what}: {who}"))
     return out
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import html
 import os
 
-from ..durations import format_duration
+from ..durations import format_duration, format_time as _stamp
 from ..fragindex import format_index
 from .build import Report
-from .summary import _runs_line, _stamp, event_rows, order_rows, zone_rows
+from .summary import _runs_line, event_rows, order_rows, zone_rows
 
 
 def _html_table(headers, rows) -> str:

@@ -1,10 +1,9 @@
 """The terminal summary of a report: span, worst zones and orders, events."""
 from __future__ import annotations
 
-import time
 from typing import List, Tuple
 
-from ..durations import format_duration
+from ..durations import format_duration, format_time as _stamp
 from ..fragindex import format_index
 from ..sinks.table import table
 from ..term import one_line
@@ -14,10 +13,6 @@ from .build import Report, ZoneSummary, rank_zones
 # names) are whatever the file says: every one goes through one_line before it
 # reaches the terminal, so a control sequence or a newline in ``kernel`` is
 # shown escaped and cannot forge a line of the summary.
-
-
-def _stamp(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
 def _share(part: float, whole: float) -> str:
