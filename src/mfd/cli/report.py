@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ..durations import format_time
 from ..errors import MfdError, UsageError
@@ -28,9 +28,14 @@ examples:
   mfd report frag.db --png frag.png -c Normal --since -1h    last hour, zone Normal only
   mfd report frag.db --csv - | head        one row per sample, zone and order
   mfd report frag.db --json out.jsonl      one object per sample, shaped like mfd --json
+  mfd report old.db --compare new.db --labels 6.1,6.18 --html ab.html
+                                           two recordings side by side: index medians,
+                                           p90 and max per order, time with no THP-order
+                                           block, event rates
 
 times (--since/--until): '2024-05-01 12:00[:SS]', 12:00 (today), @EPOCH, or -15m
-(counted back from the last sample).  Times are local.
+(counted back from the last sample; with --compare, each file's own).  Times
+are local.
 """
 
 
@@ -49,12 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT.jsonl", type=common.path_arg,
                    help="export samples as JSON lines ('-': stdout)")
     common.add_follow_symlinks(p)
-    p.add_argument("--order", type=common.ranged(int, "an integer", 0), default=4,
-                   metavar="N", help="order the summary ranks zones by (default 4)")
-    p.add_argument("--threshold", type=common.ranged(float, "a number", 0, 1), default=0.5,
-                   metavar="X", help="unusable_index counted as bad above X (default 0.5)")
+    p.add_argument("--order", type=common.ranged(int, "an integer", 0), metavar="N",
+                   help="order the summary ranks zones by (default 4)")
+    p.add_argument("--threshold", type=common.ranged(float, "a number", 0, 1), metavar="X",
+                   help="unusable_index counted as bad above X (default 0.5)")
+    p.add_argument("--compare", metavar="B.db", type=common.path_arg,
+                   help="a second recording to set beside FILE.db (the summary, --html, --png)")
+    p.add_argument("--labels", metavar="A,B", type=_labels,
+                   help="with --compare: names for the two recordings (default their file "
+                        "names)")
+    p.add_argument("--thp-order", type=common.ranged(int, "an integer", 1, 20), metavar="N",
+                   help="with --compare: the THP order for the time with no such block "
+                        "(default this machine's, from hpage_pmd_size)")
     common.add_debug(p, "show tracebacks")
     return p
+
+
+def _labels(text: str) -> Tuple[str, str]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise argparse.ArgumentTypeError(f"two labels with a comma between, not {text!r}")
+    return parts[0].strip(), parts[1].strip()
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,9 @@ class ReportConfig:
     threshold: float = 0.5
     follow_symlinks: bool = False
     debug: bool = False
+    compare: Optional[str] = None
+    labels: Optional[Tuple[str, str]] = None
+    thp_order: Optional[int] = None
 
     @property
     def to_stdout(self) -> bool:
@@ -89,9 +112,24 @@ def config(args) -> ReportConfig:
     if args.follow_symlinks and not paths:
         raise UsageError("--follow-symlinks needs an output file (--html, --png, --csv "
                          "or --json)")
+    if args.compare is None:
+        for flag, value in (("--labels", args.labels), ("--thp-order", args.thp_order)):
+            if value is not None:
+                raise UsageError(f"{flag} needs --compare B.db")
+    else:
+        for flag, value in (("--csv", args.csv), ("--json", args.json),
+                            ("--order", args.order), ("--threshold", args.threshold)):
+            if value is not None:
+                raise UsageError(f"{flag} does nothing with --compare (it is for one "
+                                 "recording's report)")
+        if os.path.abspath(args.compare) == os.path.abspath(args.file):
+            raise UsageError("--compare names the same file as FILE.db")
     return ReportConfig(args.file, args.since, args.until, Filter(args.node, args.zone),
-                        args.html, args.png, args.csv, args.json, args.order, args.threshold,
-                        args.follow_symlinks, args.debug)
+                        args.html, args.png, args.csv, args.json,
+                        4 if args.order is None else args.order,
+                        0.5 if args.threshold is None else args.threshold,
+                        args.follow_symlinks, args.debug, args.compare, args.labels,
+                        args.thp_order)
 
 
 def _resolve(flt: Filter, hist: History, path: str) -> Filter:
@@ -117,15 +155,78 @@ def _write(path: str, data: bytes, follow_symlinks: bool) -> None:
     info(f"wrote {path}")
 
 
-def run(cfg: ReportConfig) -> int:
-    common.require_stdout("the report's summary")
-    charts = bool(cfg.html or cfg.png)
-    plots = None
+def _plots(charts: bool):
+    """mfd.report.plots when charts are asked for and matplotlib is there."""
     if charts:
         try:
             from ..report import plots
+            return plots
         except ImportError:
-            plots = None
+            pass
+    return None
+
+
+def _no_matplotlib() -> MfdError:
+    return MfdError("charts need matplotlib: " +
+                    install_hint("python3-matplotlib", "python3-matplotlib", "matplotlib"))
+
+
+def _side(path: str, cfg: ReportConfig, label: str):
+    """One recording of a comparison, read once: its Report and distributions."""
+    from ..report.compare import Distributions, Side
+    with History(path) as hist:
+        first, last, count = hist.bounds()
+        if not count:
+            raise MfdError(f"{path} holds no samples yet")
+        since, until = common.span(cfg.since, cfg.until, last)
+        flt = _resolve(cfg.filter, hist, path)
+        dist = Distributions()
+        rep = build(hist, since, until, flt, cfg.threshold, cfg.order, sink=dist)
+    if not rep.samples:
+        raise MfdError(f"no samples in {path} between {cfg.since or 'the start'} and "
+                       f"{cfg.until or 'the end'} (it spans {format_time(first)} .. "
+                       f"{format_time(last)})")
+    return Side(label, rep, dist)
+
+
+def run_compare(cfg: ReportConfig) -> int:
+    from ..compaction import compaction_hpage_order
+    from ..diagnose.can import size_text
+    from ..kernel import facts
+    from ..report.compare import Comparison, default_labels
+    from ..report.html import comparison_page
+    from ..report.summary import comparison_text
+    common.require_stdout("the comparison's summary")
+    labels = cfg.labels or default_labels((cfg.file, cfg.compare))
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    hpage = cfg.thp_order if cfg.thp_order is not None else \
+        compaction_hpage_order(facts.hpage_pmd_size(), page_size)
+    cmp = Comparison(_side(cfg.file, cfg, labels[0]), _side(cfg.compare, cfg, labels[1]), hpage)
+    if not cmp.common_zones():
+        raise MfdError(f"{cfg.file} and {cfg.compare} have no populated zone in common "
+                       "(node and zone name) to compare")
+    huge = size_text(hpage, page_size)
+    plots = _plots(bool(cfg.html or cfg.png))
+    if plots is not None:
+        png = plots.render_comparison_png(cmp)
+        if cfg.png:
+            _write(cfg.png, png, cfg.follow_symlinks)
+        if cfg.html:
+            _write(cfg.html, comparison_page(cmp, png, huge).encode("utf-8"),
+                   cfg.follow_symlinks)
+    if not cfg.to_stdout:
+        print(comparison_text(cmp, huge), flush=True)
+    if (cfg.html or cfg.png) and plots is None:
+        raise _no_matplotlib()
+    return 0
+
+
+def run(cfg: ReportConfig) -> int:
+    if cfg.compare is not None:
+        return run_compare(cfg)
+    common.require_stdout("the report's summary")
+    charts = bool(cfg.html or cfg.png)
+    plots = _plots(charts)
     with History(cfg.file) as hist:
         first, last, count = hist.bounds()
         if not count:
@@ -160,8 +261,7 @@ def run(cfg: ReportConfig) -> int:
     if not cfg.to_stdout:
         print(summary_text(rep), flush=True)
     if charts and plots is None:
-        raise MfdError("charts need matplotlib: " +
-                       install_hint("python3-matplotlib", "python3-matplotlib", "matplotlib"))
+        raise _no_matplotlib()
     return 0
 
 

@@ -17,6 +17,17 @@ def _html_table(headers, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _head(title: str) -> str:
+    """The page's head and its one style sheet; ``title`` is escaped already."""
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>mfd report: {title}</title><style>"
+            "body{font-family:sans-serif;margin:1.5em;color:#222}"
+            "table{border-collapse:collapse;margin:.5em 0 1.5em}"
+            "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:90%}"
+            "th{background:#eee}img{max-width:100%}"
+            "</style></head><body>")
+
+
 def html_page(rep: Report, png: bytes) -> str:
     """A self-contained page: summary tables and the charts as an inline PNG."""
     import base64
@@ -26,13 +37,7 @@ def html_page(rep: Report, png: bytes) -> str:
     # million rows here: with more zones than the charts show, the charted ones.
     shown = [rep.zones[k] for k in rep.charted if k in rep.zones] or list(rep.zones.values())
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>mfd report: {html.escape(os.path.basename(rep.path))}</title><style>",
-        "body{font-family:sans-serif;margin:1.5em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em}"
-        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:90%}"
-        "th{background:#eee}img{max-width:100%}",
-        "</style></head><body>",
+        _head(html.escape(os.path.basename(rep.path))),
         f"<h1>mfd report: {html.escape(rep.path)}</h1>",
         f"<p>{html.escape(_runs_line(rep))}<br>{_stamp(rep.first)} .. {_stamp(rep.last)} "
         f"({format_duration(span)}), {rep.samples} samples, mfd schema {rep.version}</p>",
@@ -55,4 +60,33 @@ def html_page(rep: Report, png: bytes) -> str:
     else:
         parts.append("<h2>Events</h2><p>None recorded (record with mfd -s/--events).</p>")
     parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def comparison_page(cmp, png: bytes, huge: str) -> str:
+    """Two recordings side by side in one self-contained page."""
+    import base64
+    from .summary import comparison_side_lines, index_rows, no_block_rows, rate_rows
+    a, b = (html.escape(s.label) for s in cmp.sides)
+    parts = [
+        _head(f"{a} vs {b}"),
+        f"<h1>mfd report: {a} vs {b}</h1>",
+        "<p>" + "<br>".join(html.escape(line) for line in comparison_side_lines(cmp)) + "</p>",
+        f"<h2>Time with no free order-{cmp.hpage_order} ({html.escape(huge)}) block</h2>"
+        "<p>THP and huge-page allocations had to compact or fail.</p>",
+        _html_table(*no_block_rows(cmp)),
+        "<h2>Charts</h2>",
+        "<img alt='unusable index median and p90 per order, time with no THP-order block "
+        "and event rates, both recordings' src='data:image/png;base64,"
+        + base64.b64encode(png).decode("ascii") + "'>",
+    ]
+    for name in ("unusable", "extfrag"):
+        parts += [f"<h2>{name}_index per order: median/p90/max over the samples</h2>",
+                  _html_table(*index_rows(cmp, name))]
+    if cmp.event_names():
+        parts += ["<h2>Event rates</h2>", _html_table(*rate_rows(cmp))]
+    else:
+        parts.append("<h2>Event rates</h2><p>None recorded in either.</p>")
+    parts.append("<p>Percentiles are nearest-rank over each recording's samples.</p>"
+                 "</body></html>\n")
     return "\n".join(parts)

@@ -250,3 +250,101 @@ def render_png(rep, fig: Optional[Figure] = None) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi)
     return buf.getvalue()
+
+
+# -- two recordings side by side (mfd report A.db --compare B.db) ----------------------
+
+SIDE_COLOURS = ("#1f77b4", "#ff7f0e")      # A blue, B orange, in every panel
+
+
+def comparison_zones(cmp) -> List[Tuple[int, str]]:
+    """The common zones drawn: all, or the MAX_CHART_ZONES whose worse side
+    has the highest median unusable index at the THP order (then the name)."""
+    from .build import MAX_CHART_ZONES
+    zones = cmp.common_zones()
+    if len(zones) <= MAX_CHART_ZONES:
+        return zones
+
+    def worst(key):
+        meds = [side.dist.stats("unusable", key + (cmp.hpage_order,)) for side in cmp.sides]
+        return -max((m[0] for m in meds if m is not None), default=0), key
+    return sorted(sorted(zones, key=worst)[:MAX_CHART_ZONES])
+
+
+def _draw_quantiles(ax, cmp, key, name: str) -> None:
+    orders = list(cmp.orders(key))
+    for side, colour in zip(cmp.sides, SIDE_COLOURS):
+        stats = [side.dist.stats(name, key + (o,)) for o in orders]
+        for q, style in ((0, "-"), (1, "--")):
+            ys = [np.nan if s is None else s[q] / 1000.0 for s in stats]
+            ax.plot(orders, ys, style, color=colour, marker="o" if q == 0 else None,
+                    markersize=3, label=f"{_text(side.label)} {('median', 'p90')[q]}")
+    ax.set_xticks(orders[::max(1, -(-len(orders) // MAX_TICKS))])
+    ax.set_xlabel("order")
+    ax.set_ylim((-1.05, 1.05) if name == "extfrag" else (-0.02, 1.02))
+    ax.set_title(f"node {key[0]} {_text(key[1])}: {name}_index", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def _draw_no_block(ax, cmp, zones) -> None:
+    x = np.arange(len(zones))
+    for i, (side, colour) in enumerate(zip(cmp.sides, SIDE_COLOURS)):
+        shares = [100 * (cmp.no_block(side, k) or (0, 0.0))[1] for k in zones]
+        ax.bar(x + (i - 0.5) * 0.4, shares, 0.4, color=colour, label=_text(side.label))
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{n} {_text(z)}" for n, z in zones], fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("% of the time")
+    ax.set_title(f"time with no free order-{cmp.hpage_order} block", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _draw_rates(ax, cmp) -> None:
+    names = cmp.event_names()
+    if not names:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no event counted in either recording", ha="center", va="center",
+                fontsize=11, color="#555")
+        return
+    busiest = sorted(names, key=lambda n: -max(s.rate(n) or 0 for s in cmp.sides))
+    names = sorted(busiest[:MAX_SERIES])
+    y = np.arange(len(names))
+    for i, (side, colour) in enumerate(zip(cmp.sides, SIDE_COLOURS)):
+        ax.barh(y + (i - 0.5) * 0.4, [side.rate(n) or 0 for n in names], 0.4, color=colour,
+                label=_text(side.label))
+    ax.set_yticks(y)
+    ax.set_yticklabels([_text(n) for n in names], fontsize=7)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("per second")
+    ax.set_title("event rates" + (f" (the {MAX_SERIES} busiest)" if len(busiest) > MAX_SERIES
+                                  else ""), fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def comparison_figure(cmp) -> Figure:
+    zones = comparison_zones(cmp)
+    rows = len(zones) + 1
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT * rows), dpi=DPI, constrained_layout=True)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(rows, 2)
+    for r, key in enumerate(zones):
+        for c, name in enumerate(("unusable", "extfrag")):
+            ax = fig.add_subplot(grid[r, c])
+            ax.set_label(f"zone:{key[0]}:{key[1]}:{name}")
+            _draw_quantiles(ax, cmp, key, name)
+    ax = fig.add_subplot(grid[rows - 1, 0])
+    ax.set_label("no_block")
+    _draw_no_block(ax, cmp, zones)
+    ax = fig.add_subplot(grid[rows - 1, 1])
+    ax.set_label("rates")
+    _draw_rates(ax, cmp)
+    left_out = len(cmp.common_zones()) - len(zones)
+    fig.suptitle(f"mfd report: {_text(cmp.a.label)} vs {_text(cmp.b.label)}"
+                 + (f"  (the {len(zones)} worst of {len(cmp.common_zones())} zones; all in "
+                    "the tables)" if left_out > 0 else ""), fontsize=12)
+    return fig
+
+
+def render_comparison_png(cmp) -> bytes:
+    return render_png(None, comparison_figure(cmp))

@@ -128,3 +128,93 @@ def summary_text(rep: Report) -> str:
                "unusable_index\nnever falls as the order rises: above the threshold at order "
                f"{rep.order} is above it at every higher order.")
     return "\n".join(out)
+
+
+# -- two recordings side by side (mfd report A.db --compare B.db) ----------------------
+
+def _stats_cell(stats) -> str:
+    """median/p90/max as the kernel prints indices, "-" when the side has none."""
+    return "-" if stats is None else "/".join(format_index(v) for v in stats)
+
+
+def _delta(a, b) -> str:
+    """B's median minus A's, in index units with a sign."""
+    if a is None or b is None:
+        return "-"
+    d = b[0] - a[0]
+    return ("+" if d > 0 else "") + (format_index(d) if d >= 0 else "-" + format_index(-d))
+
+
+def comparison_side_lines(cmp) -> List[str]:
+    out = []
+    for tag, side in zip("AB", cmp.sides):
+        rep = side.report
+        out.append(f"{tag} {one_line(side.label)}: {one_line(rep.path)}, {_stamp(rep.first)} "
+                   f".. {_stamp(rep.last)} ({format_duration(rep.last - rep.first)}), "
+                   f"{rep.samples} samples; {_runs_line(rep)}")
+    return out
+
+
+def no_block_rows(cmp) -> Tuple[List[str], List[list]]:
+    a, b = (one_line(s.label) for s in cmp.sides)
+    headers = ["NODE", "ZONE", f"{a}", "SHARE", f"{b}", "SHARE"]
+    rows = []
+    for key in cmp.common_zones():
+        cells = [key[0], one_line(key[1])]
+        for side in cmp.sides:
+            nb = cmp.no_block(side, key)
+            cells += ["-", "-"] if nb is None else [format_duration(nb[0]),
+                                                    f"{100 * nb[1]:.1f}%"]
+        rows.append(cells)
+    return headers, rows
+
+
+def index_rows(cmp, name: str) -> Tuple[List[str], List[list]]:
+    a, b = (one_line(s.label) for s in cmp.sides)
+    headers = ["NODE", "ZONE", "ORDER", f"{a} MED/P90/MAX", f"{b} MED/P90/MAX", "MEDIAN B-A"]
+    rows = [[node, one_line(zone), o, _stats_cell(sa), _stats_cell(sb), _delta(sa, sb)]
+            for node, zone, o, sa, sb in cmp.index_rows(name)]
+    return headers, rows
+
+
+def rate_rows(cmp) -> Tuple[List[str], List[list]]:
+    a, b = (one_line(s.label) for s in cmp.sides)
+    rows = []
+    for name in cmp.event_names():
+        ra, rb = (side.rate(name) for side in cmp.sides)
+        ratio = f"{rb / ra:.2f}x" if ra and rb is not None else "-"
+        rows.append([one_line(name), _rate(ra) if ra is not None else "-",
+                     _rate(rb) if rb is not None else "-", ratio])
+    return ["EVENT", f"{a} RATE", f"{b} RATE", "B/A"], rows
+
+
+def comparison_text(cmp, huge: str) -> str:
+    """The terminal summary of two recordings; ``huge``: the THP order's size."""
+    out = ["compare    " + line if i == 0 else "           " + line
+           for i, line in enumerate(comparison_side_lines(cmp))]
+    common = cmp.common_zones()
+    out.append("zones      " + (", ".join(f"node {n} {one_line(z)}" for n, z in common)
+                                or "none in both"))
+    for side in cmp.sides:
+        only = cmp.only_in(side)
+        if only:
+            out.append(f"           only in {one_line(side.label)}: "
+                       + ", ".join(f"node {n} {one_line(z)}" for n, z in only))
+    out.append("")
+    if common:
+        out += [f"time with no free order-{cmp.hpage_order} ({huge}) block or larger "
+                "(THP and huge pages must compact or fail)", _indented(*no_block_rows(cmp)), ""]
+        for name in ("unusable", "extfrag"):
+            out += [f"{name}_index per order over the samples: median/p90/max "
+                    + ("(-1.000: a free block of the order existed)" if name == "extfrag"
+                       else "(share of free memory in blocks smaller than the order)"),
+                    _indented(*index_rows(cmp, name)), ""]
+    if cmp.event_names():
+        out += ["event rates (per second of recorded events)", _indented(*rate_rows(cmp)), ""]
+    elif any(side.report.event_samples for side in cmp.sides):
+        out += ["events     recorded, and every counter stayed 0 in both", ""]
+    else:
+        out += ["events     none recorded in either (record with mfd -s/--events)", ""]
+    out.append("Percentiles are nearest-rank over each recording's samples: each figure is "
+               "one the kernel\nprinted. MEDIAN B-A below 0: B less fragmented at that order.")
+    return "\n".join(out)
