@@ -213,3 +213,19 @@ def test_cli_events_recorded_but_all_zero(tmp_path):
     r = run_mfd("report", paths[0], "--compare", paths[1])
     assert r.returncode == 0, r.stderr
     assert "every counter stayed 0 in both" in r.stdout and "EVENT" not in r.stdout
+
+
+def test_a_group_one_side_never_recorded_has_no_rate(pair, tmp_path):
+    cmp = Comparison(_side(pair[0], "A"), _side(pair[1], "B"), 9)
+    assert cmp.b.rate("alloc.allocs") is None and cmp.a.rate("alloc.allocs") == 100.0
+
+
+def test_cli_compare_more_usage_errors(pair, tmp_path):
+    a, b = pair
+    link = tmp_path / "same.db"
+    link.symlink_to(a)
+    for args, message in ((["--compare", str(link)], "same file"),
+                          (["--compare", b, "--labels", "x,x"], "two different labels"),
+                          (["--compare", b, "--thp-order", "12"], "orders 0-10")):
+        r = run_mfd("report", a, *args)
+        assert r.returncode == 2 and message in r.stderr, r.stderr

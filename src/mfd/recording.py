@@ -370,6 +370,7 @@ def _check_record(obj, cls, path: tuple) -> None:
                                  f"{MAX_EVENT_ROWS}")
             for i, row in enumerate(rows):
                 _check_record(row, sub, path + (f"{name}[{i}]",))
+                _check_row_numbers(row, path + (f"{name}[{i}]",))
     for name in dicts:
         d = obj.get(name)
         if isinstance(d, dict) and (len(d) > MAX_EVENT_KEYS
@@ -381,6 +382,18 @@ def _check_record(obj, cls, path: tuple) -> None:
         if isinstance(v, str) and len(v) > MAX_EVENT_STRING:
             raise ValueError(f"{'.'.join(path + (name,))}: {len(v)} characters, more than "
                              f"{MAX_EVENT_STRING}")
+
+
+def _check_row_numbers(row: dict, path: tuple) -> None:
+    """A row's integers are counts, orders, pids or nodes: none is negative
+    (doctor and report add them up), and a process cannot have taken over
+    more pageblocks than it fell back."""
+    for k, v in row.items():
+        if isinstance(v, int) and not isinstance(v, bool) and not 0 <= v <= U64:
+            raise ValueError(f"{'.'.join(path + (k,))} is {_show(v)}, not 0 .. 2^64-1")
+    took, events = row.get("change_ownership"), row.get("events")
+    if isinstance(took, int) and isinstance(events, int) and took > events:
+        raise ValueError(f"{'.'.join(path)}: change_ownership {took} > events {events}")
 
 
 def parse_events(text: str) -> Events:

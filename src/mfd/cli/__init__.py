@@ -21,11 +21,12 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 # here: its usage and its line in mfd -h.  The module is imported only when its
 # command runs, so the monitor does not pay for the report's or exporter's imports.
 COMMANDS = {
-    "doctor": ("doctor [--window S]", "findings on physical memory in plain lines, from two "
-               "looks at /proc (mfd doctor -h)"),
+    "doctor": ("doctor [--window S] [FILE.db]", "findings on physical memory in plain lines, "
+               "from two looks at /proc or from a recording (mfd doctor -h)"),
     "can": ("can [COUNT@SIZE]", "can the allocator give COUNT blocks of SIZE, now and after "
             "compaction? (mfd can -h)"),
-    "report": ("report FILE.db", "summary, charts and exports of a recording (mfd report -h)"),
+    "report": ("report FILE.db [--compare B.db]", "summary, charts and exports of a "
+               "recording, or two side by side (mfd report -h)"),
     "serve": ("serve [--listen HOST:PORT]",
               "Prometheus metrics, one snapshot per scrape (mfd serve -h)"),
 }

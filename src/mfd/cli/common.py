@@ -130,8 +130,8 @@ def span(since: Optional[str], until: Optional[str],
     a recording's last sample); UsageError when unreadable or reversed."""
     from ..durations import parse_time
     try:
-        start = parse_time(since, last) if since else None
-        end = parse_time(until, last) if until else None
+        start = parse_time(since, last) if since is not None else None
+        end = parse_time(until, last) if until is not None else None
     except ValueError as e:
         raise UsageError(str(e))
     if start is not None and end is not None and start > end:

@@ -75,7 +75,7 @@ def build_parser():
                    metavar="P", help="with FILE: the recorded machine's "
                                      "vm.compaction_proactiveness (default: this machine's "
                                      "if the recording is this host's, else 20)")
-    p.add_argument("--window", type=common.positive_float, default=DEFAULT_WINDOW,
+    p.add_argument("--window", type=common.positive_float,
                    metavar="SECONDS",
                    help="observation window (default 5)")
     p.add_argument("--fail-on", choices=SEVERITIES + ("never",), default="critical",
@@ -164,9 +164,10 @@ def main(argv: List[str], debug: bool = False) -> int:
 def _usage(args) -> None:
     if args.view and args.json:
         raise UsageError("-z does nothing with --json (the JSON holds the view)")
-    live = ("--window" if args.window != DEFAULT_WINDOW else None,
+    live = ("--window" if args.window is not None else None,
             "--no-events" if args.no_events else None, "-z" if args.view else None)
-    recorded = ("--since" if args.since else None, "--until" if args.until else None,
+    recorded = ("--since" if args.since is not None else None,
+                "--until" if args.until is not None else None,
                 "--thp-order" if args.thp_order is not None else None,
                 "--proactiveness" if args.proactiveness is not None else None)
     if args.file is not None and any(live):
@@ -180,7 +181,8 @@ def _usage(args) -> None:
 def _report(args, found, extra: dict, text_tail: str = "", nothing: str = "") -> int:
     """Print the findings (text or --json) and return the exit status."""
     flt = Filter(args.node, args.zone)
-    found = [f for f in found if flt.wants(f.node, f.zone)]
+    # -i/-c narrow the findings about a node or zone; machine-wide ones stay
+    found = [f for f in found if f.node is None or flt.wants(f.node, f.zone)]
     if args.json:
         print(json.dumps(dict(extra, findings=[f.to_json() for f in found], notes=noted())))
     else:
@@ -211,6 +213,12 @@ def _recording(args, page_size: int, hpage_order: int) -> int:
         if not hist.runs:
             raise MfdError(f"{args.file} holds samples but no run: not what mfd records")
         run = hist.runs[max(hist.runs)]
+        orders = max(r.nr_orders for r in hist.runs.values())
+        if hpage_order >= orders:
+            raise UsageError(f"--thp-order {hpage_order}: {args.file} has orders 0-{orders - 1}"
+                             if args.thp_order is not None else
+                             f"this machine's THP order {hpage_order} is beyond the orders "
+                             f"0-{orders - 1} of {args.file}: say it with --thp-order")
         kernel, p = run.kernel, args.proactiveness
         if p is None and run.host == os.uname().nodename:
             p = facts.sysctl_int("vm/compaction_proactiveness")
@@ -222,6 +230,8 @@ def _recording(args, page_size: int, hpage_order: int) -> int:
     if not story.samples:
         raise MfdError(f"no samples in {args.file} between {args.since or 'the start'} and "
                        f"{args.until or 'the end'}")
+    if args.zone is not None and not story.zones:
+        raise UsageError(f"no populated zone matches -c {args.zone} in {args.file}")
     th = Thresholds(args.fail_ratio, args.min_stalls, args.min_zone_mib)
     found = story_findings(story, hpage_order, page_size, p, high, th)
     if not story.event_samples:
@@ -241,6 +251,8 @@ def run(args) -> int:
         compaction_hpage_order(facts.hpage_pmd_size(), page_size)
     if args.file is not None:
         return _recording(args, page_size, hpage_order)
+    if args.window is None:
+        args.window = DEFAULT_WINDOW
     kernel = facts.kernel_version()
     tunables = {name: facts.sysctl_int(name) for name in TUNABLE_DEFAULTS}
     keys = ("compact_stall", "compact_fail", "compact_success", "thp_fault_fallback")

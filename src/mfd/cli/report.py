@@ -74,6 +74,8 @@ def _labels(text: str) -> Tuple[str, str]:
     parts = text.split(",")
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise argparse.ArgumentTypeError(f"two labels with a comma between, not {text!r}")
+    if parts[0].strip() == parts[1].strip():
+        raise argparse.ArgumentTypeError(f"two different labels, not {text!r}")
     return parts[0].strip(), parts[1].strip()
 
 
@@ -122,7 +124,11 @@ def config(args) -> ReportConfig:
             if value is not None:
                 raise UsageError(f"{flag} does nothing with --compare (it is for one "
                                  "recording's report)")
-        if os.path.abspath(args.compare) == os.path.abspath(args.file):
+        try:
+            same = os.path.samefile(args.compare, args.file)
+        except OSError:     # one is missing: History says which
+            same = os.path.abspath(args.compare) == os.path.abspath(args.file)
+        if same:
             raise UsageError("--compare names the same file as FILE.db")
     return ReportConfig(args.file, args.since, args.until, Filter(args.node, args.zone),
                         args.html, args.png, args.csv, args.json,
@@ -202,6 +208,12 @@ def run_compare(cfg: ReportConfig) -> int:
     hpage = cfg.thp_order if cfg.thp_order is not None else \
         compaction_hpage_order(facts.hpage_pmd_size(), page_size)
     cmp = Comparison(_side(cfg.file, cfg, labels[0]), _side(cfg.compare, cfg, labels[1]), hpage)
+    orders = min(side.nr_orders for side in cmp.sides)
+    if hpage >= orders:
+        raise UsageError(f"--thp-order {hpage}: the recordings have orders 0-{orders - 1}"
+                         if cfg.thp_order is not None else
+                         f"this machine's THP order {hpage} is beyond the recordings' orders "
+                         f"0-{orders - 1}: say it with --thp-order")
     if not cmp.common_zones():
         raise MfdError(f"{cfg.file} and {cfg.compare} have no populated zone in common "
                        "(node and zone name) to compare")

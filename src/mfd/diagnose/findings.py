@@ -167,24 +167,31 @@ def story_findings(story, hpage_order: int, page_size: int, proactiveness: int,
                            f"{still}: THP and huge-page allocations had to compact or fail",
                            node, zone))
     for node, n in sorted(story.nodes.items()):
-        if proactiveness and n.above.total:
-            stuck = n.above_to_score is not None and n.above_from_score is not None and \
-                n.above_to_score >= n.above_from_score
-            tail = ("and did not fall over it: kcompactd's proactive runs made no progress "
-                    "(it then backs off to 32 s)") if stuck else "and fell over it"
-            out.append(Finding("warning" if stuck and n.above.now else "info",
-                               "score_above_high",
-                               f"node {node} fragmentation score above kcompactd's high "
-                               f"watermark {high_wmark} (vm.compaction_proactiveness {proactiveness}) for "
-                               f"{format_duration(n.above.total)} of {whole}: longest "
-                               f"{format_duration(n.above.longest)} "
-                               f"({_span(n.above.longest_from, n.above.longest_to)}), score "
-                               f"{n.above_from_score} -> {n.above_to_score}, {tail}", node))
+        a = n.above
+        if not (proactiveness and a.total):
+            continue
+        head = (f"node {node} fragmentation score above kcompactd's high watermark "
+                f"{high_wmark} (vm.compaction_proactiveness {proactiveness}) for "
+                f"{format_duration(a.total)} of {whole}")
+        if a.now:
+            stuck = n.last >= n.since_score
+            out.append(Finding(
+                "warning" if stuck else "info", "score_above_high",
+                f"{head}, and since {format_time(a.since)} to the end: score {n.since_score} "
+                f"-> {n.last}, " + ("not falling: kcompactd's proactive runs made no progress "
+                                    "(it then backs off to 32 s)" if stuck else "falling"),
+                node))
+        else:
+            out.append(Finding("info", "score_above_high",
+                               f"{head} (longest {format_duration(a.longest)}, "
+                               f"{_span(a.longest_from, a.longest_to)}); below it at the end "
+                               f"(score {n.last})", node))
     if story.fail_span is not None:
         out += _compaction_failing(story.vmstat, "over the recording's events (failures "
                                    f"{_span(*story.fail_span)})", th)
     if events is not None and story.takeover_span is not None:
-        out = [replace(f, text=f"{f.text} ({_span(*story.takeover_span)})")
+        out = [replace(f, text=f"{f.text}; takeovers from {format_time(story.takeover_span[0])} "
+                                f"to {format_time(story.takeover_span[1])}")
                if f.code == "pageblock_takeover" else f for f in out]
     return ranked(out)
 

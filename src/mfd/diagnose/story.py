@@ -29,20 +29,24 @@ class Stretch:
     longest_from: Optional[float] = None    # when the longest stretch began
     longest_to: Optional[float] = None
     now: bool = False                       # held at the last sample
-    _since: Optional[float] = None
+    since: Optional[float] = None           # when the stretch holding now began
     _run: float = 0.0
+
+    def cut(self) -> None:
+        """A gap in the recording (a new run): no stretch spans it."""
+        self.now, self.since, self._run = False, None, 0.0
 
     def add(self, held: bool, t: float, interval: float) -> None:
         self.now = held
         if not held:
-            self._since, self._run = None, 0.0
+            self.since, self._run = None, 0.0
             return
         self.total += interval
-        if self._since is None:
-            self._since = t - interval
+        if self.since is None:
+            self.since = t - interval
         self._run += interval
         if self._run > self.longest:
-            self.longest, self.longest_from, self.longest_to = self._run, self._since, t
+            self.longest, self.longest_from, self.longest_to = self._run, self.since, t
 
 
 @dataclass
@@ -60,10 +64,7 @@ class NodeStory:
     last: int = 0
     max: int = 0
     above: Stretch = field(default_factory=Stretch)      # score > kcompactd's high watermark
-    # the score when the longest stretch above began, and when it ended
-    above_from_score: Optional[int] = None
-    above_to_score: Optional[int] = None
-    _run_start_score: Optional[int] = None
+    since_score: Optional[int] = None    # the score when the stretch holding now began
 
 
 @dataclass
@@ -112,7 +113,8 @@ def _widen(span: Optional[Tuple[float, float]], t: float) -> Tuple[float, float]
 def _merge(table: Dict[tuple, List[int]], key: tuple, values: Tuple[int, ...]) -> None:
     """Add ``values`` to ``key``'s row; past MAX_KEYS keys, to one "others" row."""
     if key not in table and len(table) >= MAX_KEYS:
-        key = (-1, "(others)") + tuple("" if isinstance(k, str) else 0 for k in key[2:])
+        # the orders stay (pollution is a matter of fallback_order); strings go
+        key = (-1, "(others)") + tuple("" if isinstance(k, str) else k for k in key[2:])
     acc = table.setdefault(key, [0] * len(values))
     for i, v in enumerate(values):
         acc[i] += v
@@ -125,7 +127,13 @@ def tell(records: Iterable, hpage_order: int, high_wmark: int,
     ``high_wmark``: kcompactd's high watermark for the node scores."""
     st = Story()
     hosts = set()
+    run_id = None
     for rec in records:
+        if rec.run.id != run_id:
+            run_id = rec.run.id
+            for stretch in [z.no_block for z in st.zones.values()] + \
+                    [n.above for n in st.nodes.values()]:
+                stretch.cut()
         if st.first is None:
             st.first = rec.time
         st.last, st.samples = rec.time, st.samples + 1
@@ -152,12 +160,9 @@ def tell(records: Iterable, hpage_order: int, high_wmark: int,
             if ns is None:
                 ns = st.nodes[node] = NodeStory(node, first=score)
             ns.last, ns.max = score, max(ns.max, score)
-            was = ns.above.longest
             if score > high_wmark and not ns.above.now:
-                ns._run_start_score = score
+                ns.since_score = score
             ns.above.add(score > high_wmark, rec.time, rec.interval)
-            if ns.above.longest > was:
-                ns.above_from_score, ns.above_to_score = ns._run_start_score, score
         if rec.events is not None:
             _events(st, rec)
     st.hosts = tuple(sorted(hosts))

@@ -68,25 +68,48 @@ class Distributions:
 
 
 @dataclass
+class ZoneTotals:
+    """One zone's time over a recording, merged across runs (its zone_idx
+    may differ between kernels; the comparison matches node and name)."""
+    nr_orders: int = 0
+    seconds: float = 0.0
+    no_block: List[float] = field(default_factory=list)
+
+
+@dataclass
 class Side:
     label: str
     report: Report
     dist: Distributions
+    zones: Dict[ZoneKey, ZoneTotals] = field(default_factory=dict)
 
-    def zone(self, key: ZoneKey) -> Optional[ZoneSummary]:
+    def __post_init__(self):
         for s in self.report.zones.values():
-            if (s.node, s.zone) == key:
-                return s
-        return None
+            z = self.zones.setdefault((s.node, s.zone), ZoneTotals())
+            z.nr_orders = max(z.nr_orders, s.nr_orders)
+            z.seconds += s.seconds
+            z.no_block += [0.0] * (s.nr_orders - len(z.no_block))
+            for o, secs in enumerate(s.no_block):
+                z.no_block[o] += secs
+
+    def zone(self, key: ZoneKey) -> Optional[ZoneTotals]:
+        return self.zones.get(key)
 
     @property
     def zone_keys(self) -> List[ZoneKey]:
-        return sorted({(s.node, s.zone) for s in self.report.zones.values()})
+        return sorted(self.zones)
+
+    @property
+    def nr_orders(self) -> int:
+        return max((z.nr_orders for z in self.zones.values()), default=0)
 
     def rate(self, name: str) -> Optional[float]:
-        """Events per second of event time; None when this side has no events."""
+        """Events per second of event time; None when this side did not
+        record the counter (its group was not loaded) or no events at all."""
         secs = self.report.event_seconds
-        return self.report.events.get(name, 0) / secs if secs else None
+        if not secs or name not in self.report.events:
+            return None
+        return self.report.events[name] / secs
 
 
 @dataclass
@@ -112,10 +135,11 @@ class Comparison:
         n = min(self.a.zone(key).nr_orders, self.b.zone(key).nr_orders)
         return range(1, n)
 
-    def index_rows(self, name: str) -> List[tuple]:
-        """(node, zone, order, stats A, stats B) for every common zone and order."""
+    def index_rows(self, name: str, zones: Optional[Sequence[ZoneKey]] = None) -> List[tuple]:
+        """(node, zone, order, stats A, stats B) for every common zone (or
+        ``zones``) and order."""
         rows = []
-        for key in self.common_zones():
+        for key in self.common_zones() if zones is None else zones:
             for o in self.orders(key):
                 rows.append((key[0], key[1], o, self.a.dist.stats(name, key + (o,)),
                              self.b.dist.stats(name, key + (o,))))
@@ -124,14 +148,27 @@ class Comparison:
     def no_block(self, side: Side, key: ZoneKey) -> Optional[Tuple[float, float]]:
         """(seconds with no free block of the THP order or larger, share of the
         zone's recorded time), or None when the zone has no such order."""
-        s = side.zone(key)
-        if s is None or self.hpage_order >= s.nr_orders:
+        z = side.zone(key)
+        if z is None or self.hpage_order >= z.nr_orders:
             return None
-        secs = s.no_block[self.hpage_order]
-        return secs, (secs / s.seconds if s.seconds else 0.0)
+        secs = z.no_block[self.hpage_order]
+        return secs, (secs / z.seconds if z.seconds else 0.0)
 
     def event_names(self) -> List[str]:
         return sorted({k for side in self.sides for k, v in side.report.events.items() if v})
+
+
+def shown_zones(cmp: "Comparison", limit: int) -> List[ZoneKey]:
+    """The common zones a picture or page shows: all, or the ``limit`` whose
+    worse side has the highest median unusable index at the THP order."""
+    zones = cmp.common_zones()
+    if len(zones) <= limit:
+        return zones
+
+    def worst(key):
+        meds = [side.dist.stats("unusable", key + (cmp.hpage_order,)) for side in cmp.sides]
+        return -max((m[0] for m in meds if m is not None), default=0), key
+    return sorted(sorted(zones, key=worst)[:limit])
 
 
 def default_labels(paths: Sequence[str]) -> Tuple[str, str]:

@@ -80,9 +80,15 @@ def comparison_page(cmp, png: bytes, huge: str) -> str:
         "and event rates, both recordings' src='data:image/png;base64,"
         + base64.b64encode(png).decode("ascii") + "'>",
     ]
+    from .build import MAX_CHART_ZONES
+    from .compare import shown_zones
+    zones = shown_zones(cmp, MAX_CHART_ZONES)
+    if len(zones) < len(cmp.common_zones()):
+        parts.append(f"<p>The {len(zones)} zones charted of {len(cmp.common_zones())}; "
+                     "<code>-i</code>/<code>-c</code> pick others.</p>")
     for name in ("unusable", "extfrag"):
         parts += [f"<h2>{name}_index per order: median/p90/max over the samples</h2>",
-                  _html_table(*index_rows(cmp, name))]
+                  _html_table(*index_rows(cmp, name, zones))]
     if cmp.event_names():
         parts += ["<h2>Event rates</h2>", _html_table(*rate_rows(cmp))]
     else:

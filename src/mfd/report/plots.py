@@ -258,17 +258,9 @@ SIDE_COLOURS = ("#1f77b4", "#ff7f0e")      # A blue, B orange, in every panel
 
 
 def comparison_zones(cmp) -> List[Tuple[int, str]]:
-    """The common zones drawn: all, or the MAX_CHART_ZONES whose worse side
-    has the highest median unusable index at the THP order (then the name)."""
     from .build import MAX_CHART_ZONES
-    zones = cmp.common_zones()
-    if len(zones) <= MAX_CHART_ZONES:
-        return zones
-
-    def worst(key):
-        meds = [side.dist.stats("unusable", key + (cmp.hpage_order,)) for side in cmp.sides]
-        return -max((m[0] for m in meds if m is not None), default=0), key
-    return sorted(sorted(zones, key=worst)[:MAX_CHART_ZONES])
+    from .compare import shown_zones
+    return shown_zones(cmp, MAX_CHART_ZONES)
 
 
 def _draw_quantiles(ax, cmp, key, name: str) -> None:
@@ -290,7 +282,8 @@ def _draw_quantiles(ax, cmp, key, name: str) -> None:
 def _draw_no_block(ax, cmp, zones) -> None:
     x = np.arange(len(zones))
     for i, (side, colour) in enumerate(zip(cmp.sides, SIDE_COLOURS)):
-        shares = [100 * (cmp.no_block(side, k) or (0, 0.0))[1] for k in zones]
+        shares = [np.nan if cmp.no_block(side, k) is None else 100 * cmp.no_block(side, k)[1]
+                  for k in zones]
         ax.bar(x + (i - 0.5) * 0.4, shares, 0.4, color=colour, label=_text(side.label))
     ax.set_xticks(x)
     ax.set_xticklabels([f"{n} {_text(z)}" for n, z in zones], fontsize=8)

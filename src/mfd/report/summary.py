@@ -169,11 +169,11 @@ def no_block_rows(cmp) -> Tuple[List[str], List[list]]:
     return headers, rows
 
 
-def index_rows(cmp, name: str) -> Tuple[List[str], List[list]]:
+def index_rows(cmp, name: str, zones=None) -> Tuple[List[str], List[list]]:
     a, b = (one_line(s.label) for s in cmp.sides)
     headers = ["NODE", "ZONE", "ORDER", f"{a} MED/P90/MAX", f"{b} MED/P90/MAX", "MEDIAN B-A"]
     rows = [[node, one_line(zone), o, _stats_cell(sa), _stats_cell(sb), _delta(sa, sb)]
-            for node, zone, o, sa, sb in cmp.index_rows(name)]
+            for node, zone, o, sa, sb in cmp.index_rows(name, zones)]
     return headers, rows
 
 
@@ -216,5 +216,7 @@ def comparison_text(cmp, huge: str) -> str:
     else:
         out += ["events     none recorded in either (record with mfd -s/--events)", ""]
     out.append("Percentiles are nearest-rank over each recording's samples: each figure is "
-               "one the kernel\nprinted. MEDIAN B-A below 0: B less fragmented at that order.")
+               "one the kernel\nprinted. unusable_index's MEDIAN B-A below 0: B less "
+               "fragmented at that order; extfrag_index's\n-1.000 is the kernel's \"a free "
+               "block exists\", so a shift to or from it is a change of verdict.")
     return "\n".join(out)
