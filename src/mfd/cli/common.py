@@ -11,6 +11,7 @@ import errno
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 from ..durations import parse_duration
@@ -137,6 +138,40 @@ def span(since: Optional[str], until: Optional[str],
     if start is not None and end is not None and start > end:
         raise UsageError("--since is after --until")
     return start, end
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The part of an open recording that --since/--until and -i/-c pick."""
+    path: str
+    since: Optional[float]
+    until: Optional[float]
+    filter: object          # mfd.model.Filter, with the zone spelt as the file spells it
+    first: float            # the whole file's first and last sample
+    last: float
+    since_text: Optional[str] = None
+    until_text: Optional[str] = None
+
+    def nothing(self) -> MfdError:
+        """The error for a selection that holds no sample."""
+        from ..durations import format_time
+        return MfdError(f"no samples in {self.path} between {self.since_text or 'the start'} "
+                        f"and {self.until_text or 'the end'} (it spans "
+                        f"{format_time(self.first)} .. {format_time(self.last)})")
+
+
+def select(hist, since: Optional[str], until: Optional[str], flt) -> Selection:
+    """The Selection of ``hist`` (an open mfd.recording.History): MfdError
+    when it holds no sample, UsageError when the times or -i/-c do not fit it."""
+    first, last, count = hist.bounds()
+    if not count:
+        raise MfdError(f"{hist.path} holds no samples yet")
+    start, end = span(since, until, last)
+    try:
+        flt = flt.resolve(*hist.names(), where=hist.path)
+    except UsageError as e:
+        raise UsageError(f"no populated zone matches -i/-c in {hist.path}: {e}") from None
+    return Selection(hist.path, start, end, flt, first, last, since, until)
 
 
 def join_time_args(argv) -> List[str]:

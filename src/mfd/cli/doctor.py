@@ -199,15 +199,7 @@ def _recording(args, page_size: int, hpage_order: int) -> int:
     from ..diagnose.story import tell
     from ..recording import History
     with History(args.file) as hist:
-        first, last, count = hist.bounds()
-        if not count:
-            raise MfdError(f"{args.file} holds no samples yet")
-        since, until = common.span(args.since, args.until, last)
-        flt = Filter(args.node, args.zone)
-        try:
-            flt.resolve(*hist.names(), where=args.file)
-        except UsageError as e:
-            raise UsageError(f"no populated zone matches -i/-c in {args.file}: {e}") from None
+        sel = common.select(hist, args.since, args.until, Filter(args.node, args.zone))
         # The watermark is needed as the samples stream by: the last run's
         # host and kernel stand for the file (one file is one machine's runs).
         if not hist.runs:
@@ -226,10 +218,9 @@ def _recording(args, page_size: int, hpage_order: int) -> int:
             p = COMPACTION_PROACTIVENESS_DEFAULT
         release = tuple(facts.kernel_version(kernel)[:2])
         high = fragmentation_score_wmark(p, False, release)
-        story = tell(hist.samples(since, until), hpage_order, high, flt)
+        story = tell(hist.samples(sel.since, sel.until), hpage_order, high, sel.filter)
     if not story.samples:
-        raise MfdError(f"no samples in {args.file} between {args.since or 'the start'} and "
-                       f"{args.until or 'the end'}")
+        raise sel.nothing()
     if args.zone is not None and not story.zones:
         raise UsageError(f"no populated zone matches -c {args.zone} in {args.file}")
     th = Thresholds(args.fail_ratio, args.min_stalls, args.min_zone_mib)

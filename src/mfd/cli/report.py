@@ -7,7 +7,6 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..durations import format_time
 from ..errors import MfdError, UsageError
 from ..model import Filter
 from ..recording import History
@@ -138,13 +137,6 @@ def config(args) -> ReportConfig:
                         args.thp_order)
 
 
-def _resolve(flt: Filter, hist: History, path: str) -> Filter:
-    try:
-        return flt.resolve(*hist.names(), where=path)
-    except UsageError as e:
-        raise UsageError(f"no populated zone matches -i/-c in {path}: {e}") from None
-
-
 def _write(path: str, data: bytes, follow_symlinks: bool) -> None:
     """A whole output file: on stdout for '-', else beside its target and
     renamed onto it (never through a planted symlink: mfd.safefs)."""
@@ -181,17 +173,11 @@ def _side(path: str, cfg: ReportConfig, label: str):
     """One recording of a comparison, read once: its Report and distributions."""
     from ..report.compare import Distributions, Side
     with History(path) as hist:
-        first, last, count = hist.bounds()
-        if not count:
-            raise MfdError(f"{path} holds no samples yet")
-        since, until = common.span(cfg.since, cfg.until, last)
-        flt = _resolve(cfg.filter, hist, path)
+        sel = common.select(hist, cfg.since, cfg.until, cfg.filter)
         dist = Distributions()
-        rep = build(hist, since, until, flt, cfg.threshold, cfg.order, sink=dist)
+        rep = build(hist, sel.since, sel.until, sel.filter, cfg.threshold, cfg.order, sink=dist)
     if not rep.samples:
-        raise MfdError(f"no samples in {path} between {cfg.since or 'the start'} and "
-                       f"{cfg.until or 'the end'} (it spans {format_time(first)} .. "
-                       f"{format_time(last)})")
+        raise sel.nothing()
     return Side(label, rep, dist)
 
 
@@ -240,19 +226,13 @@ def run(cfg: ReportConfig) -> int:
     charts = bool(cfg.html or cfg.png)
     plots = _plots(charts)
     with History(cfg.file) as hist:
-        first, last, count = hist.bounds()
-        if not count:
-            raise MfdError(f"{cfg.file} holds no samples yet")
-        since, until = common.span(cfg.since, cfg.until, last)
-        flt = _resolve(cfg.filter, hist, cfg.file)
-        exports = Exports(cfg.csv, cfg.json, flt, cfg.follow_symlinks)
+        sel = common.select(hist, cfg.since, cfg.until, cfg.filter)
+        exports = Exports(cfg.csv, cfg.json, sel.filter, cfg.follow_symlinks)
         try:
-            rep = build(hist, since, until, flt, cfg.threshold, cfg.order,
+            rep = build(hist, sel.since, sel.until, sel.filter, cfg.threshold, cfg.order,
                         charts=plots is not None, sink=exports)
             if not rep.samples:
-                raise MfdError(f"no samples in {cfg.file} between {cfg.since or 'the start'} "
-                               f"and {cfg.until or 'the end'} (it spans {format_time(first)} .. "
-                               f"{format_time(last)})")
+                raise sel.nothing()
             if not rep.zones:
                 raise UsageError(f"no populated zone matches -i/-c in {cfg.file}")
             orders = max(z.nr_orders for z in rep.zones.values())

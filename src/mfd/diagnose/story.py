@@ -73,8 +73,6 @@ class Story:
     last: Optional[float] = None
     samples: int = 0
     seconds: float = 0.0
-    hosts: Tuple[str, ...] = ()
-    kernel: str = ""                      # the last run's uname -r
     zones: Dict[Tuple[int, str], ZoneStory] = field(default_factory=dict)
     nodes: Dict[int, NodeStory] = field(default_factory=dict)
     event_samples: int = 0
@@ -126,7 +124,6 @@ def tell(records: Iterable, hpage_order: int, high_wmark: int,
     zones) into a Story; ``flt`` picks the zones and nodes it tells of.
     ``high_wmark``: kcompactd's high watermark for the node scores."""
     st = Story()
-    hosts = set()
     run_id = None
     for rec in records:
         if rec.run.id != run_id:
@@ -138,8 +135,6 @@ def tell(records: Iterable, hpage_order: int, high_wmark: int,
             st.first = rec.time
         st.last, st.samples = rec.time, st.samples + 1
         st.seconds += rec.interval
-        hosts.add(rec.run.host)
-        st.kernel = rec.run.kernel
         by_node: Dict[int, List[Tuple[int, Tuple[int, ...]]]] = {}
         for z in rec.zones:
             if not z.present:
@@ -165,7 +160,6 @@ def tell(records: Iterable, hpage_order: int, high_wmark: int,
             ns.above.add(score > high_wmark, rec.time, rec.interval)
         if rec.events is not None:
             _events(st, rec)
-    st.hosts = tuple(sorted(hosts))
     return st
 
 

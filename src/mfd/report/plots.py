@@ -282,8 +282,8 @@ def _draw_quantiles(ax, cmp, key, name: str) -> None:
 def _draw_no_block(ax, cmp, zones) -> None:
     x = np.arange(len(zones))
     for i, (side, colour) in enumerate(zip(cmp.sides, SIDE_COLOURS)):
-        shares = [np.nan if cmp.no_block(side, k) is None else 100 * cmp.no_block(side, k)[1]
-                  for k in zones]
+        blocks = [cmp.no_block(side, k) for k in zones]
+        shares = [np.nan if nb is None else 100 * nb[1] for nb in blocks]
         ax.bar(x + (i - 0.5) * 0.4, shares, 0.4, color=colour, label=_text(side.label))
     ax.set_xticks(x)
     ax.set_xticklabels([f"{n} {_text(z)}" for n, z in zones], fontsize=8)
