@@ -22,7 +22,7 @@ log() { echo "setup: $*" >&2; }
 release=$(uname -r)
 
 if command -v apt-get >/dev/null 2>&1; then
-    pkgs="python3-bpfcc libbpf1 python3-venv python3-tabulate python3-prometheus-client bpftool"
+    pkgs="python3-bpfcc libbpf1 python3-venv python3-tabulate python3-prometheus-client python3-numpy bpftool"
     [ $want_test = 1 ] && pkgs="$pkgs python3-pytest prometheus python3-matplotlib tmux"
     # Headers for the running kernel if the archive has them; otherwise the
     # distro's generic ones (mfd takes offsets from BTF, so another kernel's
@@ -44,7 +44,7 @@ if command -v apt-get >/dev/null 2>&1; then
         fi
     fi
 elif command -v dnf >/dev/null 2>&1; then
-    pkgs="python3-bcc libbpf python3-tabulate python3-prometheus_client bpftool"
+    pkgs="python3-bcc libbpf python3-tabulate python3-prometheus_client python3-numpy bpftool"
     [ $want_test = 1 ] && pkgs="$pkgs python3-pytest python3-matplotlib tmux"
     log "dnf install $pkgs kernel-devel-$release"
     # shellcheck disable=SC2086
@@ -67,6 +67,8 @@ if [ $want_test = 1 ]; then
         # spec (rpmbuild), and the man page and completions they generate.
         vm_pkgs="python3-hypothesis debhelper dh-python pybuild-plugin-pyproject lintian rpm"
         vm_pkgs="$vm_pkgs python3-argparse-manpage python3-shtab python3-setuptools bash-completion man-db"
+        # a headless browser renders and hovers mfd map --html
+        vm_pkgs="$vm_pkgs chromium"
         [ "$(dpkg --print-architecture)" = amd64 ] &&
             vm_pkgs="$vm_pkgs qemu-system-x86 busybox-static linux-image-amd64 make gcc"
         missing=""

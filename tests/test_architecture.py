@@ -27,17 +27,18 @@ ALLOWED = {
     "mfd.safefs": BASE,
     "mfd.origin": BASE,             # how mfd was installed: for hints and --version
     "mfd.model": BASE,
+    "mfd.pageblocks": set(),        # the pageblock classification rules, pure (numpy)
     "mfd.derive": BASE | {"mfd.model", "mfd.fragindex"},
     "mfd.kernel": BASE | {"mfd.safefs", "mfd.origin"},
     "mfd.handover": BASE,           # the loader helper: knows nothing of BCC
     "mfd.ebpf": BASE | {"mfd.kernel", "mfd.term", "mfd.origin", "mfd.handover"},
     "mfd.recording": BASE | {"mfd.model"},
     "mfd.diagnose": BASE | {"mfd.model", "mfd.compaction", "mfd.fragindex", "mfd.durations"},
-    "mfd.sources": BASE | {"mfd.model", "mfd.kernel", "mfd.ebpf", "mfd.term"},
+    "mfd.sources": BASE | {"mfd.model", "mfd.kernel", "mfd.ebpf", "mfd.term", "mfd.pageblocks"},
     "mfd.sinks": BASE | {"mfd.model", "mfd.derive", "mfd.fragindex", "mfd.term", "mfd.safefs",
-                         "mfd.recording", "mfd.durations", "mfd.origin"},
+                         "mfd.recording", "mfd.durations", "mfd.origin", "mfd.pageblocks"},
     "mfd.report": BASE | {"mfd.model", "mfd.derive", "mfd.fragindex", "mfd.recording", "mfd.safefs",
-                          "mfd.sinks", "mfd.durations", "mfd.term"},
+                          "mfd.sinks", "mfd.durations", "mfd.term", "mfd.pageblocks"},
     "mfd.cli": None,            # the top: anything
     "mfd.__main__": None,
 }

@@ -211,6 +211,14 @@ def test_contents(installed):
                  "/usr/lib/python3/dist-packages/mfd/bpf/mfd.h",
                  "/usr/lib/python3/dist-packages/mfd/bpf/zonewalk.bpf.c"):
         assert path in files, path
+    # Every module of the checkout is in the package: pyproject lists the
+    # packages by name, and one left out (mfd.diagnose once) breaks a command.
+    src = os.path.join(os.path.dirname(__file__), "..", "src", "mfd")
+    for folder, _dirs, names in os.walk(src):
+        for name in names:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(folder, name), src)
+                assert f"/usr/lib/python3/dist-packages/mfd/{rel}" in files, rel
     # Installed, not enabled: the exporter must not listen after a mere install.
     assert not glob.glob("/etc/systemd/system/*/mfd-*.service")
 

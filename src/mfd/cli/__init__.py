@@ -25,6 +25,8 @@ COMMANDS = {
                "from two looks at /proc or from a recording (mfd doctor -h)"),
     "can": ("can [COUNT@SIZE]", "can the allocator give COUNT blocks of SIZE, now and after "
             "compaction? (mfd can -h)"),
+    "map": ("map [--json]", "physical memory one pageblock per cell: free, compactable, "
+            "pinned, huge, and who pins it (root; mfd map -h)"),
     "report": ("report FILE.db [--compare B.db]", "summary, charts and exports of a "
                "recording, or two side by side (mfd report -h)"),
     "serve": ("serve [--listen HOST:PORT]",

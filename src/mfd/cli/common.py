@@ -16,9 +16,10 @@ from typing import Callable, List, Optional, Tuple
 
 from ..durations import parse_duration
 from ..errors import MfdError, UsageError
-from ..safefs import FOLLOW_FLAG
+from ..origin import install_hint
+from ..safefs import FOLLOW_FLAG, AtomicOutput
 from ..sources import SNAPSHOT_SOURCES
-from ..term import note, one_line, set_quiet
+from ..term import info, note, one_line, set_quiet
 
 
 class Terminated(BaseException):
@@ -362,3 +363,35 @@ def command_main(build_parser: Callable[[], argparse.ArgumentParser],
     if isinstance(args, int):
         return args
     return finish(lambda: body(args), args.debug)
+
+
+def write_output(path: str, data: bytes, follow_symlinks: bool) -> None:
+    """A whole output file: on stdout for '-', else beside its target and
+    renamed onto it (never through a planted symlink: mfd.safefs)."""
+    if path == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with AtomicOutput(path, binary=True, follow_symlinks=follow_symlinks) as f:
+        try:
+            f.write(data)
+        except OSError as e:
+            raise MfdError(f"cannot write {path}: {e.strerror}") from None
+    info(f"wrote {path}")
+
+
+def plots(charts: bool):
+    """mfd.report.plots when charts are asked for and matplotlib is there."""
+    if charts:
+        try:
+            from ..report import plots
+            return plots
+        except ImportError:
+            pass
+    return None
+
+
+def no_matplotlib() -> MfdError:
+    return MfdError("charts need matplotlib: " +
+                    install_hint("python3-matplotlib", "python3-matplotlib", "matplotlib"))

@@ -14,9 +14,6 @@ from ..report.build import build
 from ..report.exports import Exports
 from ..report.html import html_page
 from ..report.summary import summary_text
-from ..origin import install_hint
-from ..safefs import AtomicOutput
-from ..term import info
 from . import common
 
 
@@ -137,38 +134,6 @@ def config(args) -> ReportConfig:
                         args.thp_order)
 
 
-def _write(path: str, data: bytes, follow_symlinks: bool) -> None:
-    """A whole output file: on stdout for '-', else beside its target and
-    renamed onto it (never through a planted symlink: mfd.safefs)."""
-    if path == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    with AtomicOutput(path, binary=True, follow_symlinks=follow_symlinks) as f:
-        try:
-            f.write(data)
-        except OSError as e:
-            raise MfdError(f"cannot write {path}: {e.strerror}") from None
-    info(f"wrote {path}")
-
-
-def _plots(charts: bool):
-    """mfd.report.plots when charts are asked for and matplotlib is there."""
-    if charts:
-        try:
-            from ..report import plots
-            return plots
-        except ImportError:
-            pass
-    return None
-
-
-def _no_matplotlib() -> MfdError:
-    return MfdError("charts need matplotlib: " +
-                    install_hint("python3-matplotlib", "python3-matplotlib", "matplotlib"))
-
-
 def _side(path: str, cfg: ReportConfig, label: str):
     """One recording of a comparison, read once: its Report and distributions."""
     from ..report.compare import Distributions, Side
@@ -204,18 +169,18 @@ def run_compare(cfg: ReportConfig) -> int:
         raise MfdError(f"{cfg.file} and {cfg.compare} have no populated zone in common "
                        "(node and zone name) to compare")
     huge = size_text(hpage, page_size)
-    plots = _plots(bool(cfg.html or cfg.png))
+    plots = common.plots(bool(cfg.html or cfg.png))
     if plots is not None:
         png = plots.render_comparison_png(cmp)
         if cfg.png:
-            _write(cfg.png, png, cfg.follow_symlinks)
+            common.write_output(cfg.png, png, cfg.follow_symlinks)
         if cfg.html:
-            _write(cfg.html, comparison_page(cmp, png, huge).encode("utf-8"),
+            common.write_output(cfg.html, comparison_page(cmp, png, huge).encode("utf-8"),
                    cfg.follow_symlinks)
     if not cfg.to_stdout:
         print(comparison_text(cmp, huge), flush=True)
     if (cfg.html or cfg.png) and plots is None:
-        raise _no_matplotlib()
+        raise common.no_matplotlib()
     return 0
 
 
@@ -224,7 +189,7 @@ def run(cfg: ReportConfig) -> int:
         return run_compare(cfg)
     common.require_stdout("the report's summary")
     charts = bool(cfg.html or cfg.png)
-    plots = _plots(charts)
+    plots = common.plots(charts)
     with History(cfg.file) as hist:
         sel = common.select(hist, cfg.since, cfg.until, cfg.filter)
         exports = Exports(cfg.csv, cfg.json, sel.filter, cfg.follow_symlinks)
@@ -248,12 +213,12 @@ def run(cfg: ReportConfig) -> int:
         png = plots.render_png(rep)
         for path, data in ((cfg.png, png), (cfg.html, None)):
             if path:
-                _write(path, png if data is not None else html_page(rep, png).encode("utf-8"),
+                common.write_output(path, png if data is not None else html_page(rep, png).encode("utf-8"),
                        cfg.follow_symlinks)
     if not cfg.to_stdout:
         print(summary_text(rep), flush=True)
     if charts and plots is None:
-        raise _no_matplotlib()
+        raise common.no_matplotlib()
     return 0
 
 

@@ -81,3 +81,20 @@ def headroom(proc: str = "/proc/self") -> Optional[int]:
                 break
             d = os.path.dirname(d)
     return best
+
+
+def memory_hierarchy(proc: str = "/proc/self") -> Optional[Tuple[str, bool]]:
+    """(mount point, is cgroup v2) of the hierarchy that holds the memory
+    controller, where /proc/kpagecgroup's inodes live (page_cgroup_ino() is
+    the inode of the memcg's directory there), or None.  The controller is
+    on one hierarchy at a time: a v1 mount with the "memory" option, or else
+    the cgroup2 mount whose cgroup.controllers lists it."""
+    mounts = _mounts(os.path.join(proc, "mountinfo"))
+    for _root, point, fstype, opts in mounts:
+        if fstype == "cgroup" and "memory" in opts:
+            return point, False
+    for _root, point, fstype, _opts in mounts:
+        if fstype == "cgroup2" and "memory" in (_read(os.path.join(point, "cgroup.controllers"))
+                                                 or "").split():
+            return point, True
+    return None

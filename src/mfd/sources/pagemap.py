@@ -1,0 +1,247 @@
+"""Take a map of physical memory (``mfd map``): read /proc/kpageflags over
+each populated zone's pfn range in batches, classify its pageblocks
+(mfd.pageblocks), read /proc/kpagecgroup for the pinned blocks only, and
+/proc/pagetypeinfo once for the migratetypes.
+
+Cost (measured by bench/map.py): the kernel serves about 70 MB/s of
+kpageflags on this host's 6.18, 8 bytes per 4 KiB page, so 24 GiB takes about
+0.8 s of one CPU in the kernel, without any lock; pagetypeinfo takes the zone
+lock with interrupts off for each zone (see sources/pagetypeinfo.py): once
+per map, never at a short interval.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .. import pageblocks as pb
+from ..kernel import cgroups, facts
+from ..kernel.cgroupmem import memory_hierarchy
+from ..kernel.kpageflags import (BATCH, KPAGECGROUP, KPAGEFLAGS, MemoryBlocks, Pace, batches,
+                                 iomem_ram, memory_blocks, open_page_file, ranges_valid,
+                                 read_entries)
+from ..model import Filter
+from ..model.pagetypes import PageTypeInfo
+from ..model.physmap import PhysMap, ZoneMap
+from .pagetypeinfo import PageTypeInfoError, read_pagetypeinfo
+from .procfs import BUDDYINFO, ZONEINFO, parse_buddyinfo, parse_zoneinfo
+
+# Movable and CMA pageblocks are where compaction's free scanner takes its
+# targets (suitable_migration_target(), mm/compaction.c).
+TARGET_TYPES = ("Movable", "CMA")
+
+
+class Holes:
+    """Which pfns of a node exist: online memory blocks, else System RAM,
+    else only what KPF_NOPAGE says (up to 6.12)."""
+
+    def __init__(self, say: Callable[[str], None], sysfs: str = "/sys",
+                 iomem: str = "/proc/iomem", page_size: int = 4096):
+        self.blocks: Optional[MemoryBlocks] = memory_blocks(sysfs, page_size)
+        self.ram: List[Tuple[int, int]] = []
+        if self.blocks is None:
+            self.ram = iomem_ram(iomem, page_size)
+            say("no memory blocks in /sys/devices/system/memory: holes from /proc/iomem"
+                if self.ram else
+                "no memory blocks in /sys and no System RAM in /proc/iomem: holes are "
+                "known only where the kernel flags them (KPF_NOPAGE, up to 6.12)")
+            if self.ram:
+                say("without memory blocks, zones that overlap across nodes are drawn "
+                    "in each")
+
+    def valid(self, pfns: np.ndarray, node: int) -> np.ndarray:
+        if self.blocks is not None:
+            return self.blocks.valid(pfns, node)
+        if self.ram:
+            return ranges_valid(pfns, self.ram)
+        return np.ones(len(pfns), bool)
+
+
+def pageblock_order_guess(page_size: int = 0) -> int:
+    """pageblock_order without reading /proc/pagetypeinfo: HPAGE_PMD_ORDER
+    where THP is configured (6.12+ take it so, and HUGETLB_PAGE_ORDER before
+    is the same on x86-64 and arm64 with 4 KiB pages), else 9."""
+    page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+    thp = facts.hpage_pmd_size()
+    return (thp // page_size).bit_length() - 1 if thp else 9
+
+
+def total_blocks(order: int, zoneinfo: str = ZONEINFO) -> int:
+    """Pageblocks spanned by the populated zones."""
+    return sum(-(-z.end // (1 << order)) - z.start // (1 << order)
+               for z in _zones(Filter(), zoneinfo))
+
+
+def _pageblock_order(pt: Optional[PageTypeInfo], page_size: int,
+                     say: Callable[[str], None]) -> int:
+    if pt is not None:
+        return pt.pageblock_order
+    order = pageblock_order_guess(page_size)
+    say(f"pageblock order {order} taken from the THP size (pagetypeinfo unread)")
+    return order
+
+
+def _cgroup_paths(say: Callable[[str], None]) -> Callable[[int], str]:
+    where = memory_hierarchy()
+    if where is None:
+        say("no memory-cgroup hierarchy is mounted: cgroup inodes are shown as numbers")
+        names: Dict[int, str] = {}
+    else:
+        names = cgroups.walk(where[0])
+
+    def name(ino: int) -> str:
+        return names.get(ino, f"inode:{ino}")
+    return name
+
+
+class _Zone:
+    """What is known of one zone before its pages are read."""
+
+    def __init__(self, z: dict):
+        self.node, self.zone = z["node"], z["zone"]
+        self.start, self.end = z["start_pfn"], z["start_pfn"] + z["spanned"]
+
+
+def _zones(flt: Filter, zoneinfo: str) -> List[_Zone]:
+    with open(zoneinfo, "rb") as f:
+        text = f.read(64 << 20).decode("ascii", "replace")
+    out = [_Zone(z) for z in parse_zoneinfo(text, zoneinfo) if z["present"]]
+    return [z for z in out if flt.wants(z.node, z.zone)]
+
+
+def _pinned_runs(cls: np.ndarray) -> List[Tuple[int, int]]:
+    """[first, last) block index runs of pinned blocks."""
+    p = np.concatenate(([False], cls == pb.PINNED, [False]))
+    d = np.flatnonzero(np.diff(p.astype(np.int8)))
+    return list(zip(d[0::2].tolist(), d[1::2].tolist()))
+
+
+def _overlapping(z: _Zone, earlier: List[_Zone]) -> List[Tuple[int, int]]:
+    return [(max(z.start, e.start), min(z.end, e.end)) for e in earlier
+            if e.node == z.node and e.start < z.end and z.start < e.end]
+
+
+def map_zone(z: _Zone, flags_fd: int, cgroup_fd: Optional[int], holes: Holes, P: int,
+             unevictable_movable: bool, taken: List[Tuple[int, int]],
+             pace: Optional[Pace] = None) -> ZoneMap:
+    b0, b1 = z.start // P, -(-z.end // P)
+    tally = pb.Tally()
+    per_cg: Dict[int, int] = {}
+    for lo, flags in batches(flags_fd, b0 * P, (b1 - b0) * P, pace=pace):  # BATCH: whole blocks
+        n = min(BATCH, b1 * P - lo)
+        if len(flags) < n:                        # past the last section: none of it exists
+            flags = np.concatenate((flags, np.zeros(n - len(flags), np.uint64)))
+            short = lo + len(flags)
+        else:
+            short = None
+        pfns = np.arange(lo, lo + n, dtype=np.int64)
+        valid = (pfns >= z.start) & (pfns < z.end) & holes.valid(pfns, z.node)
+        if short is not None:
+            valid &= pfns < short
+        for a, b in taken:
+            valid &= (pfns < a) | (pfns >= b)
+        t = pb.classify(flags, valid, P, unevictable_movable)
+        tally.add(t)
+        if cgroup_fd is not None and t.kind_pages:
+            for first, last in _pinned_runs(t.classes):
+                g = read_entries(cgroup_fd, lo + first * P, (last - first) * P, KPAGECGROUP)
+                mask = t.page_unmovable[first * P:last * P]
+                for ino, pages in pb.pinning_cgroups(g, mask).items():
+                    per_cg[ino] = per_cg.get(ino, 0) + pages
+    zm = ZoneMap(z.node, z.zone, z.start, z.end, b0, tally.classes, tally.free_pages,
+                 tally.kind_blocks, tally.kind_pages, None, tally.unknown_pages)
+    zm.cgroups = per_cg if cgroup_fd is not None else None     # inodes; named by the caller
+    return zm
+
+
+def _buddy_blocks(order: int, buddyinfo: str) -> Dict[Tuple[int, str], int]:
+    """Free blocks of pageblock order or larger, in pageblocks (buddyinfo)."""
+    with open(buddyinfo, "rb") as f:
+        counts = parse_buddyinfo(f.read(1 << 20).decode("ascii", "replace"))
+    return {k: sum(n << (o - order) for o, n in enumerate(v) if o >= order)
+            for k, v in counts.items()}
+
+
+def take_map(flt: Filter, say: Callable[[str], None], pagetypes: bool = True,
+             zoneinfo: str = ZONEINFO, buddyinfo: str = BUDDYINFO,
+             flags_path: str = KPAGEFLAGS, cgroup_path: str = KPAGECGROUP,
+             sysfs: str = "/sys", max_cgroups: int = 8,
+             rate: Optional[float] = None) -> PhysMap:
+    """The map of every zone ``flt`` passes.  ``rate``: at most this many
+    pfns read per second (None: as fast as the kernel serves them)."""
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    flags_fd = open_page_file(flags_path, required=True)
+    cgroup_fd = None
+    try:
+        cgroup_fd = open_page_file(cgroup_path, required=False)
+        if cgroup_fd is None:
+            say(f"no {cgroup_path} (a kernel without CONFIG_MEMCG): the map has no "
+                "cgroup column")
+        pt, pt_seconds = None, None
+        if pagetypes:
+            t0 = time.monotonic()
+            try:
+                pt = read_pagetypeinfo()
+                pt_seconds = time.monotonic() - t0
+            except PageTypeInfoError as e:
+                say(f"{e}: the map has no migratetype column")
+        order = _pageblock_order(pt, page_size, say)
+        P = 1 << order
+        holes = Holes(say, sysfs, page_size=page_size)
+        unevictable_movable = facts.sysctl_int("vm/compact_unevictable_allowed", 1) != 0
+        zones = _zones(flt, zoneinfo)
+        before = _buddy_blocks(order, buddyinfo)
+        t0 = time.monotonic()
+        pace = Pace(rate)
+        maps: List[ZoneMap] = []
+        done: List[_Zone] = []
+        for z in zones:
+            taken = _overlapping(z, done)
+            if taken:
+                say(f"node {z.node} zone {z.zone} overlaps an earlier zone of its node "
+                    "(kernelcore=mirror or movablecore): the shared pfns are drawn there")
+            maps.append(map_zone(z, flags_fd, cgroup_fd, holes, P, unevictable_movable, taken,
+                                 pace))
+            done.append(z)
+        read_seconds = time.monotonic() - t0
+        after = _buddy_blocks(order, buddyinfo)
+    finally:
+        os.close(flags_fd)
+        if cgroup_fd is not None:
+            os.close(cgroup_fd)
+    name = _cgroup_paths(say) if cgroup_fd is not None else None
+    for zm in maps:
+        key = (zm.node, zm.zone)
+        if name is not None:
+            zm.uncharged_pages = zm.cgroups.pop(0, 0)
+            top = sorted(zm.cgroups.items(), key=lambda kv: (-kv[1], kv[0]))
+            zm.cgroups = [(name(ino), pages) for ino, pages in top[:max_cgroups]]
+        zm.buddy_blocks = (before.get(key, 0) + after.get(key, 0)) // 2
+        if pt is not None and key in pt.blocks:
+            zm.migratetype_blocks = dict(pt.blocks[key])
+            zm.movable_free_pages = sum(
+                n << o for t in TARGET_TYPES
+                for o, n in enumerate(pt.free.get(key, {}).get(t, ())) if o < order)
+    return PhysMap(socket.gethostname(), os.uname().release, time.time(), page_size, order, P,
+                   maps, read_seconds, pt_seconds)
+
+
+def attach_block_events(pm: PhysMap, polluted: Dict[int, int], converted: Dict[int, int],
+                        seconds: float) -> None:
+    """Give each zone the pageblocks (indices into its classes) that extfrag
+    events polluted or converted while watched.  A block is a zone's when it
+    lies in the zone's span and is not a hole there (zones of two nodes can
+    span the same pfns)."""
+    pm.events_seconds = round(seconds, 3)
+    for z in pm.zones:
+        for name, counts in (("polluted", polluted), ("converted", converted)):
+            idx = np.fromiter((b - z.first_block for b in counts
+                               if z.first_block <= b < z.first_block + z.blocks),
+                              np.int64)
+            if len(idx):
+                idx = idx[z.classes[idx] != pb.HOLE]
+            setattr(z, name, set(idx.tolist()))
