@@ -33,7 +33,8 @@ ALLOWED = {
     "mfd.handover": BASE,           # the loader helper: knows nothing of BCC
     "mfd.ebpf": BASE | {"mfd.kernel", "mfd.term", "mfd.origin", "mfd.handover"},
     "mfd.recording": BASE | {"mfd.model"},
-    "mfd.diagnose": BASE | {"mfd.model", "mfd.compaction", "mfd.fragindex", "mfd.durations"},
+    "mfd.diagnose": BASE | {"mfd.model", "mfd.compaction", "mfd.fragindex", "mfd.durations",
+                            "mfd.pageblocks"},
     "mfd.sources": BASE | {"mfd.model", "mfd.kernel", "mfd.ebpf", "mfd.term", "mfd.pageblocks"},
     "mfd.sinks": BASE | {"mfd.model", "mfd.derive", "mfd.fragindex", "mfd.term", "mfd.safefs",
                          "mfd.recording", "mfd.durations", "mfd.origin", "mfd.pageblocks"},

@@ -325,3 +325,31 @@ def test_kernel_version_and_sizes(tmp_path):
     (tmp_path / "vm" / "extfrag_threshold").write_text("500\n")
     assert facts.sysctl_int("vm/extfrag_threshold", 1, root=str(tmp_path)) == 500
     assert facts.sysctl_int("vm/absent", 7, root=str(tmp_path)) == 7
+
+
+def test_the_pageblock_map_bounds_orders_of_pageblock_order_and_up():
+    """mfd can --map: pinned blocks cannot be freed, so the bound is the
+    aligned runs of free and compactable pageblocks whose used pages fit in
+    the Movable/CMA free pages below pageblock order."""
+    import numpy as np
+    from mfd import pageblocks as pb
+    from mfd.model.pagetypes import PageTypeInfo
+    from mfd.model.physmap import ZoneMap
+    F, C, X = pb.FREE, pb.COMPACTABLE, pb.PINNED
+    classes = np.array([F, F, C, C, X, C, F, F], np.uint8)       # blocks 8..15
+    movable = np.where(classes == C, 12, np.where(classes == X, 500, 0)).astype(np.uint32)
+    zm = ZoneMap(0, "Normal", 8 * 512, 16 * 512, 8, classes, movable)
+    nr_free = [10, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0]                  # 4 free order-9 blocks
+    lim = _limits(free=4 * 512 + 3 * 500 + 24)
+    # 24 free Movable order-0 pages: room for two compactable blocks' 12 used pages each
+    pt = PageTypeInfo(9, 512, ("Unmovable", "Movable"),
+                      free={(0, "Normal"): {"Movable": (24,) + (0,) * 8 + (4, 0),
+                                            "Unmovable": (0,) * 11}},
+                      blocks={(0, "Normal"): {"Movable": 8, "Unmovable": 0}})
+    r9 = zone_can(9, nr_free, lim, (6, 18), 500, pt, zm, 512)
+    assert (r9.now, r9.bound, r9.bound_basis) == (4, 6, "pageblock map")
+    # order 10: pairs (8,9)=FF (10,11)=CC (12,13)=XC (14,15)=FF; CC needs 24 pages
+    r10 = zone_can(10, nr_free, lim, (6, 18), 500, pt, zm, 512)
+    assert (r10.bound, r10.bound_basis) == (3, "pageblock map")
+    # below pageblock order the map adds nothing
+    assert zone_can(4, nr_free, lim, (6, 18), 500, pt, zm, 512).bound_basis == "pagetypeinfo"

@@ -131,7 +131,7 @@ def test_tally_adds_batches_in_order():
                     np.ones(2 * P, bool), P)
     a.add(b)
     assert list(a.classes) == [pb.FREE, pb.PINNED, pb.COMPACTABLE]
-    assert list(a.free_pages) == [P, 0, 0]
+    assert list(a.movable_pages) == [0, 0, P]
     assert a.counts()["pinned"] == 1 and a.kind_pages == {"slab": 1}
 
 
@@ -142,23 +142,27 @@ def test_runs_and_cells():
     assert list(pb.worst_per_cell(c, 4)) == [pb.PINNED, pb.HOLE]
 
 
-def test_aligned_free_groups_for_orders_above_the_pageblock():
-    c = np.array([pb.FREE, pb.COMPACTABLE, pb.FREE, pb.FREE, pb.PINNED, pb.FREE, pb.FREE, pb.FREE],
-                 np.uint8)
-    # groups of 2 aligned to block 0: (0,1) (2,3) (4,5)x (6,7)
-    assert pb.free_runs(c, 0, 2) == 3
-    # first_block 1: alignment moves by one, so (1,2)... start at index 1
-    assert pb.free_runs(c, 1, 2) == 2          # (1,2)=(C,F) ok (3,4)x (5,6) ok
-    assert pb.free_runs(c, 0, 8) == 0
+def test_after_compaction_aligned_groups_and_targets():
+    F, C, X, U = pb.FREE, pb.COMPACTABLE, pb.PINNED, pb.UNCERTAIN
+    c = np.array([F, C, F, F, X, F, F, U], np.uint8)
+    movable = np.where(c == C, 10, 0).astype(np.uint32)         # C: 10 pages to migrate
+    # groups of 2 aligned to block 0: (0,1) (2,3) (4,5)x (6,7): uncertain pages
+    # may be per-CPU free pages, so an upper bound counts them in
+    assert pb.after_compaction(c, movable, 0, 2, None) == 3
+    # classes[0] is block 1: aligned pairs are (2,3)=(C,F) (4,5)=(F,X)x (6,7)=(F,F)
+    assert pb.after_compaction(c, movable, 1, 2, None) == 2
+    assert pb.after_compaction(c, movable, 0, 8, None) == 0
+    # the compactable block's 10 pages must find room: the others need none
+    assert pb.after_compaction(c, movable, 0, 1, 9) == 6
+    assert pb.after_compaction(c, movable, 0, 1, 10) == 7
+    assert pb.after_compaction(c, movable, 0, 2, 0) == 2       # (2,3), (6,7)
 
 
-def test_compactable_blocks_within_the_target_pages():
+def test_the_fewest_pages_in_use_go_first():
     c = np.array([pb.COMPACTABLE] * 3 + [pb.FREE], np.uint8)
-    free = np.array([P - 10, P - 30, P - 20, P], np.uint32)     # 10, 30, 20 pages in use
-    assert pb.compactable_within(c, free, P, 9) == 0
-    assert pb.compactable_within(c, free, P, 10) == 1
-    assert pb.compactable_within(c, free, P, 30) == 2           # 10 + 20
-    assert pb.compactable_within(c, free, P, 10 ** 6) == 3
+    movable = np.array([10, 30, 20, 0], np.uint32)
+    assert [pb.after_compaction(c, movable, 0, 1, t) for t in (0, 10, 30, 59, 60)] == \
+        [1, 2, 3, 3, 4]
 
 
 # -- the kpage files and where memory is ------------------------------------

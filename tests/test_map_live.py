@@ -177,3 +177,20 @@ def test_edges_full_stdout_closed_pipe_and_ctrl_c_while_watching(tmp_path):
     doc = json.loads(out)
     assert 0 < doc["events_seconds"] < 60 and all(z["polluted"] is not None for z in doc["zones"])
     assert any("watched" in n for n in doc["notes"])
+
+
+@pytest.mark.parametrize("ask", ["1@2M", "1@1G"])
+def test_can_with_the_map_never_raises_the_bound(ask):
+    """mfd can --map takes the tighter of two upper bounds: the pagetypeinfo
+    one and the pageblock map's, marked "pageblock map" where it is that."""
+    r = run_mfd("can", "--map", "--json", ask, timeout=120)
+    assert r.returncode in (0, 1), r.stderr
+    plain = json.loads(run_mfd("can", "--json", ask).stdout)["asks"][0]["zones"]
+    zones = json.loads(r.stdout)["asks"][0]["zones"]
+    assert {z["after_compaction_basis"] for z in zones} <= {"pageblock map", "pagetypeinfo"}
+    before = {(z["node"], z["zone"]): z for z in plain}
+    for z in zones:
+        other = before[(z["node"], z["zone"])]
+        # never below what is free now, never above the other bound (beyond
+        # the drift between two reads)
+        assert z["now"] <= z["after_compaction"] <= other["after_compaction"] + 64, (z, other)

@@ -80,12 +80,13 @@ KERNEL_COMPOUND = "kernel_compound"     # no KPF bit: see classify()
 @dataclass
 class Tally:
     """What one or more batches of pageblocks held: per-block classes (one
-    uint8 each) and free pages (KPF_BUDDY pages, one uint32 each) and, for the
+    uint8 each) and movable pages in use (what compaction would migrate out,
+    one uint32 each) and, for the
     pinned blocks, the kinds and memory cgroups (kpagecgroup inodes, 0 for
     none) of the pages that pin them."""
 
     parts: list = field(default_factory=list)     # per-block class arrays, in pfn order
-    free_parts: list = field(default_factory=list)
+    movable_parts: list = field(default_factory=list)
     kind_blocks: Dict[str, int] = field(default_factory=dict)   # pinned blocks with the kind
     kind_pages: Dict[str, int] = field(default_factory=dict)
     cgroup_pages: Dict[int, int] = field(default_factory=dict)  # unmovable pages per memcg
@@ -105,12 +106,12 @@ class Tally:
         return self._joined(self.parts, np.uint8)
 
     @property
-    def free_pages(self) -> np.ndarray:
-        return self._joined(self.free_parts, np.uint32)
+    def movable_pages(self) -> np.ndarray:
+        return self._joined(self.movable_parts, np.uint32)
 
     def add(self, other: "Tally") -> None:
         self.parts += other.parts
-        self.free_parts += other.free_parts
+        self.movable_parts += other.movable_parts
         for mine, theirs in ((self.kind_blocks, other.kind_blocks),
                              (self.kind_pages, other.kind_pages),
                              (self.cgroup_pages, other.cgroup_pages)):
@@ -183,7 +184,7 @@ def classify(flags: np.ndarray, valid: np.ndarray, block_pages: int,
     cls[~ok.all(axis=1)] = HOLE
     pinned = cls == PINNED
 
-    t = Tally(parts=[cls], free_parts=[(buddy & ok).sum(axis=1).astype(np.uint32)],
+    t = Tally(parts=[cls], movable_parts=[movable.sum(axis=1).astype(np.uint32)],
               unknown_pages=int(unknown.sum()), pages=int(ok.sum()),
               page_unmovable=unmov.reshape(-1))
     if pinned.any():
@@ -207,28 +208,29 @@ def pinning_cgroups(cgroups: np.ndarray, unmovable: np.ndarray) -> Dict[int, int
     return {int(i): int(c) for i, c in zip(ino, count)}
 
 
-def free_runs(classes: np.ndarray, first_block: int, group: int) -> int:
-    """Naturally aligned groups of ``group`` pageblocks (``group`` a power of
-    two) that are all free or compactable: the blocks of an order above
-    pageblock order (a 1 GiB page is 512 blocks of 2 MiB) that perfect
-    compaction could make.  ``first_block``: the index of ``classes[0]``."""
-    ok = (classes == FREE) | (classes == COMPACTABLE)
-    lo = -(-first_block // group) * group - first_block     # first aligned block
+def after_compaction(classes: np.ndarray, movable_pages: np.ndarray,
+                     first_block: int, group: int, targets: Optional[int]) -> int:
+    """An upper bound on the free blocks of ``group`` pageblocks (``group``
+    a power of two: 1 for pageblock order, 512 for 1 GiB with 2 MiB blocks)
+    that perfect compaction could make: naturally aligned groups whose
+    blocks are all free, compactable or uncertain (flagless pages may be
+    per-CPU free pages: an upper bound counts them free), the groups with
+    the fewest movable pages in use first, while those pages fit in
+    ``targets`` free pages elsewhere
+    (compaction's free scanner takes pages only from Movable and CMA
+    pageblocks: suitable_migration_target()); None: no limit.
+    ``first_block``: the pageblock number of ``classes[0]``."""
+    ok = (classes == FREE) | (classes == COMPACTABLE) | (classes == UNCERTAIN)
+    used = np.where(ok, movable_pages.astype(np.int64), 0)
+    lo = -(-first_block // group) * group - first_block     # the first aligned block
     n = (len(ok) - lo) // group
     if n <= 0:
         return 0
-    return int(ok[lo:lo + n * group].reshape(n, group).all(axis=1).sum())
-
-
-def compactable_within(classes: np.ndarray, free_pages: np.ndarray, block_pages: int,
-                       targets: int) -> int:
-    """How many compactable blocks perfect compaction could empty when the
-    pages it migrates out must land in at most ``targets`` free pages
-    elsewhere (compaction's free scanner takes pages only from Movable and
-    CMA pageblocks: suitable_migration_target()).  The blocks with the fewest
-    pages in use go first, so this is an upper bound."""
-    used = np.sort(block_pages - free_pages[classes == COMPACTABLE].astype(np.int64))
-    return int(np.searchsorted(np.cumsum(used), targets, side="right"))
+    whole = ok[lo:lo + n * group].reshape(n, group).all(axis=1)
+    need = np.sort(used[lo:lo + n * group].reshape(n, group).sum(axis=1)[whole])
+    if targets is None:
+        return int(len(need))
+    return int(np.searchsorted(np.cumsum(need), targets, side="right"))
 
 
 def runs(classes: np.ndarray) -> list:

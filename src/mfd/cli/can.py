@@ -23,12 +23,17 @@ examples:
   mfd can 4@1G -i 1         four 1 GiB blocks on node 1?
   mfd can 100@9 -c Normal   100 order-9 blocks in the Normal zones?
   mfd can                   the THP order and every hugetlb size, no count
+  sudo mfd can --map 4@1G   bounded by the pageblock map: aligned runs of 512
+                            free or compactable pageblocks
 
 SIZE is an order (a bare number) or a size with K, M, G or T (powers of 1024).
 "now" counts free blocks of that order or larger, as /proc/buddyinfo shows
 them; "after compaction" is an upper bound: free pages plus the used pages of
 Movable and CMA pageblocks (/proc/pagetypeinfo, root only; without it, free
-pages alone).  The kernel's verdict is its compaction_suitable() chain for the
+pages alone).  With --map, for orders of pageblock order and up, the bound is
+also at most the aligned runs of free and compactable pageblocks (mfd map)
+whose used pages fit in the free pages of Movable and CMA pageblocks, where
+compaction migrates them to; "(map)" marks it.  The kernel's verdict is its compaction_suitable() chain for the
 order, as kcompactd weighs it (the min watermark).
 
 exit status: 0 if COUNT blocks are free now, 1 if not (or on an error), 2 on
@@ -75,6 +80,9 @@ def build_parser():
     p.add_argument("ask", nargs="?", metavar="COUNT@SIZE",
                    help="blocks and their size: 512@2M, 4@1G, 100@9 (an order)")
     common.add_filter(p)
+    p.add_argument("--map", action="store_true",
+                   help="bound orders of pageblock order and up by the pageblock map "
+                        "(root: reads /proc/kpageflags, about 1 s for 24 GiB; see mfd map)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     common.add_debug(p, "show tracebacks")
     return p
@@ -93,16 +101,21 @@ def default_asks(page_size: int) -> List[Ask]:
     return asks
 
 
-def answer(asks: List[Ask], flt: Filter):
+def answer(asks: List[Ask], flt: Filter, with_map: bool = False):
     state = read_zone_state()
     flt = flt.resolve_in(state.snapshot)
     limits = state.limits_of()
     kernel = facts.kernel_version()
     threshold = facts.sysctl_int("vm/extfrag_threshold", 500)
+    maps, block_pages = {}, 512
+    if with_map:
+        from ..sources.pagemap import take_map
+        pm = take_map(flt, info, pagetypes=state.pagetypes is not None, known=state.pagetypes)
+        maps, block_pages = {(z.node, z.zone): z for z in pm.zones}, pm.block_pages
     out = []
     for ask in asks:
         rows = [zone_can(ask.order, z.nr_free, limits[(z.node, z.zone)], kernel, threshold,
-                         state.pagetypes)
+                         state.pagetypes, maps.get((z.node, z.zone)), block_pages)
                 for z in flt.zones(state.snapshot) if (z.node, z.zone) in limits]
         out.append((ask, rows))
     return out, state.pagetypes_problem
@@ -131,7 +144,8 @@ def render_text(results, page_size: int) -> str:
         for r in rows:
             v = VERDICT_TEXT[r.verdict.verdict] if r.verdict else \
                 "above the largest buddy order (alloc_contig_pages())"
-            bound = f"<= {r.bound}" + (" (free pages)" if r.bound_basis == "free pages" else "")
+            bound = f"<= {r.bound}" + {"free pages": " (free pages)",
+                                        "pageblock map": " (map)"}.get(r.bound_basis, "")
             lines.append(f"  {r.node:>4}  {one_line(r.zone):<8}  {r.now:>9}  {bound:>22}  {v}")
         total = sum(r.now for r in rows)
         lines.append(f"  {'total':<14}  {total:>9}  {'<= ' + str(sum(r.bound for r in rows)):>22}")
@@ -151,7 +165,7 @@ def run(args) -> int:
     asks = [parse_ask(args.ask, page_size)] if args.ask else default_asks(page_size)
     if not asks:
         raise UsageError("no THP and no hugetlb sizes here: give COUNT@SIZE")
-    results, why = answer(asks, Filter(args.node, args.zone))
+    results, why = answer(asks, Filter(args.node, args.zone), args.map)
     if why:
         info(f"{why}: the after-compaction bound counts free pages only")
     if args.json:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
+from .. import pageblocks as pb
 from ..compaction import SuitableVerdict, compaction_suitable_verdict
 from ..model.pagetypes import PageTypeInfo, ZoneLimits
+from ..model.physmap import ZoneMap
 
 # Yu Zhao's "mm/page_alloc: keep track of free highatomic": __zone_watermark_ok()
 # subtracts the *free* highatomic pages (the HighAtomic free rows of
@@ -15,6 +17,10 @@ from ..model.pagetypes import PageTypeInfo, ZoneLimits
 # Absent in 6.12.19, present in 6.18.2 (KERNEL-MM.md); the first release
 # between them is not verified: 6.13 is its merge window's release.
 FREE_HIGHATOMIC_SINCE = (6, 13)
+
+# Compaction's free scanner takes its targets from Movable and CMA pageblocks
+# (suitable_migration_target(), mm/compaction.c).
+TARGET_TYPES = ("Movable", "CMA")
 
 # What a verdict means, for people (compaction.SuitableVerdict.verdict).
 VERDICT_TEXT = {
@@ -31,7 +37,8 @@ class ZoneCan:
 
     ``now``: free blocks of order >= ``order`` in order-``order`` units (what
     /proc/buddyinfo shows).  ``bound``: at most this many after perfect
-    compaction; ``bound_basis`` says from what ("pagetypeinfo": free pages
+    compaction; ``bound_basis`` says from what ("pageblock map": aligned
+    free and compactable pageblocks, see map_bound(); "pagetypeinfo": free pages
     plus the used pages of Movable and CMA pageblocks; "free pages": the
     free pages alone, not root).  ``verdict``: the kernel's
     compaction_suitable() chain for this order, None above the buddy
@@ -80,13 +87,38 @@ def compaction_bound(order: int, nr_free: Sequence[int], free_pages: int,
         return max(now, total), "free pages"
     per_block = pt.pages_per_block
     blocks = pt.blocks[key]
-    movable_region = sum(blocks.get(t, 0) for t in ("Movable", "CMA")) * per_block
+    movable_region = sum(blocks.get(t, 0) for t in TARGET_TYPES) * per_block
     # Free blocks already there on the other lists an allocation may take
     # (__zone_watermark_ok(): Unmovable and Reclaimable; HighAtomic is held
     # back for atomic requests, Isolate for alloc_contig_range()).
     free_elsewhere = sum(blocks_now(pt.free.get(key, {}).get(t, ()), order)
                          for t in ("Unmovable", "Reclaimable"))
     return max(now, min(total, (movable_region >> order) + free_elsewhere)), "pagetypeinfo"
+
+
+def migration_targets(pt: Optional[PageTypeInfo], key: Tuple[int, str],
+                      pageblock_order: int) -> Optional[int]:
+    """Free pages compaction may migrate into: on the Movable and CMA free
+    lists below pageblock order (6.18's isolate_freepages_block() skips
+    buddies of the requested order and up, and a free block of pageblock
+    order is one the bound counts already).  None without pagetypeinfo."""
+    if pt is None or key not in pt.free:
+        return None
+    return sum(n << o for t in TARGET_TYPES for o, n in enumerate(pt.free[key].get(t, ()))
+               if o < pageblock_order)
+
+
+def map_bound(order: int, zm: ZoneMap, pageblock_order: int, block_pages: int,
+              targets: Optional[int]) -> Optional[int]:
+    """Order-``order`` blocks after perfect compaction, from the pageblock
+    map: aligned runs of free, compactable and uncertain pageblocks whose
+    movable pages fit in the migration targets (pageblocks.after_compaction()), in
+    order-``order`` units.  None below pageblock order, where free pages
+    inside pinned blocks count too and the map says nothing new."""
+    if order < pageblock_order:
+        return None
+    group = 1 << (order - pageblock_order)
+    return pb.after_compaction(zm.classes, zm.movable_pages, zm.first_block, group, targets)
 
 
 def highatomic_pages(pt: Optional[PageTypeInfo], key: Tuple[int, str],
@@ -103,10 +135,19 @@ def highatomic_pages(pt: Optional[PageTypeInfo], key: Tuple[int, str],
 
 
 def zone_can(order: int, nr_free: Sequence[int], limits: ZoneLimits, kernel: Tuple[int, ...],
-             extfrag_threshold: int, pt: Optional[PageTypeInfo] = None) -> ZoneCan:
+             extfrag_threshold: int, pt: Optional[PageTypeInfo] = None,
+             zm: Optional[ZoneMap] = None, block_pages: int = 512) -> ZoneCan:
+    """``zm``: the zone's pageblock map (mfd can --map), which bounds orders
+    of pageblock order and up by what is really movable."""
     key = (limits.node, limits.zone)
     now = blocks_now(nr_free, order)
     bound, basis = compaction_bound(order, nr_free, limits.free, pt, key)
+    if zm is not None:
+        pbo = block_pages.bit_length() - 1
+        targets = migration_targets(pt, key, pbo)
+        by_map = map_bound(order, zm, pbo, block_pages, targets)
+        if by_map is not None and by_map <= bound:
+            bound, basis = max(now, by_map), "pageblock map"
     verdict = None
     if order < len(nr_free):
         free_by_type: Optional[Dict[str, Sequence[int]]] = pt.free.get(key) if pt else None

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 class ZoneMap:
     """One zone's pageblocks, ``first_block`` .. ``first_block + len(classes)``
     (block b covers pfns b*P .. (b+1)*P).  ``classes``: one uint8 per block
-    (mfd.pageblocks' HOLE .. PINNED); ``free_pages``: its KPF_BUDDY pages.
+    (mfd.pageblocks' HOLE .. PINNED); ``movable_pages``: its movable pages
+    in use, what compaction would migrate out.
     ``kind_blocks``/``kind_pages``: per pinning kind (slab, page_table, ...),
     the pinned blocks holding such a page and the pages; ``cgroups``:
     (memory cgroup path, unmovable pages in pinned blocks), most first, None
@@ -25,14 +26,13 @@ class ZoneMap:
     end_pfn: int
     first_block: int
     classes: Any
-    free_pages: Any
+    movable_pages: Any
     kind_blocks: Dict[str, int] = field(default_factory=dict)
     kind_pages: Dict[str, int] = field(default_factory=dict)
     cgroups: Optional[List[Tuple[str, int]]] = None
     uncharged_pages: Optional[int] = None         # unmovable pages in pinned blocks, no memcg
     unknown_pages: int = 0
     migratetype_blocks: Optional[Dict[str, int]] = None
-    movable_free_pages: Optional[int] = None      # targets: free pages < pageblock order, Movable+CMA
     buddy_blocks: Optional[int] = None            # buddyinfo's blocks of pageblock order, read around
     polluted: Optional[Any] = None
     converted: Optional[Any] = None

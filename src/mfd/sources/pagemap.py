@@ -30,11 +30,6 @@ from ..model.physmap import PhysMap, ZoneMap
 from .pagetypeinfo import PageTypeInfoError, read_pagetypeinfo
 from .procfs import BUDDYINFO, ZONEINFO, parse_buddyinfo, parse_zoneinfo
 
-# Movable and CMA pageblocks are where compaction's free scanner takes its
-# targets (suitable_migration_target(), mm/compaction.c).
-TARGET_TYPES = ("Movable", "CMA")
-
-
 class Holes:
     """Which pfns of a node exist: online memory blocks, else System RAM,
     else only what KPF_NOPAGE says (up to 6.12)."""
@@ -152,7 +147,7 @@ def map_zone(z: _Zone, flags_fd: int, cgroup_fd: Optional[int], holes: Holes, P:
                 mask = t.page_unmovable[first * P:last * P]
                 for ino, pages in pb.pinning_cgroups(g, mask).items():
                     per_cg[ino] = per_cg.get(ino, 0) + pages
-    zm = ZoneMap(z.node, z.zone, z.start, z.end, b0, tally.classes, tally.free_pages,
+    zm = ZoneMap(z.node, z.zone, z.start, z.end, b0, tally.classes, tally.movable_pages,
                  tally.kind_blocks, tally.kind_pages, None, tally.unknown_pages)
     zm.cgroups = per_cg if cgroup_fd is not None else None     # inodes; named by the caller
     return zm
@@ -170,9 +165,10 @@ def take_map(flt: Filter, say: Callable[[str], None], pagetypes: bool = True,
              zoneinfo: str = ZONEINFO, buddyinfo: str = BUDDYINFO,
              flags_path: str = KPAGEFLAGS, cgroup_path: str = KPAGECGROUP,
              sysfs: str = "/sys", max_cgroups: int = 8,
-             rate: Optional[float] = None) -> PhysMap:
+             rate: Optional[float] = None, known: Optional[PageTypeInfo] = None) -> PhysMap:
     """The map of every zone ``flt`` passes.  ``rate``: at most this many
-    pfns read per second (None: as fast as the kernel serves them)."""
+    pfns read per second (None: as fast as the kernel serves them).
+    ``known``: pagetypeinfo the caller has read already (not read again)."""
     page_size = os.sysconf("SC_PAGE_SIZE")
     flags_fd = open_page_file(flags_path, required=True)
     cgroup_fd = None
@@ -181,8 +177,8 @@ def take_map(flt: Filter, say: Callable[[str], None], pagetypes: bool = True,
         if cgroup_fd is None:
             say(f"no {cgroup_path} (a kernel without CONFIG_MEMCG): the map has no "
                 "cgroup column")
-        pt, pt_seconds = None, None
-        if pagetypes:
+        pt, pt_seconds = known, None
+        if pagetypes and known is None:
             t0 = time.monotonic()
             try:
                 pt = read_pagetypeinfo()
@@ -223,9 +219,6 @@ def take_map(flt: Filter, say: Callable[[str], None], pagetypes: bool = True,
         zm.buddy_blocks = (before.get(key, 0) + after.get(key, 0)) // 2
         if pt is not None and key in pt.blocks:
             zm.migratetype_blocks = dict(pt.blocks[key])
-            zm.movable_free_pages = sum(
-                n << o for t in TARGET_TYPES
-                for o, n in enumerate(pt.free.get(key, {}).get(t, ())) if o < order)
     return PhysMap(socket.gethostname(), os.uname().release, time.time(), page_size, order, P,
                    maps, read_seconds, pt_seconds)
 
