@@ -105,7 +105,7 @@ V1_VIEW = """CREATE VIEW zone_order AS
 
 def _as_schema_1(db):
     with closing(sqlite3.connect(db)) as c:
-        c.executescript("DROP VIEW zone_order;" + V1_VIEW + ";"
+        c.executescript("DROP VIEW zone_order; DROP TABLE pagemap;" + V1_VIEW + ";"
                         "UPDATE meta SET value = '1' WHERE key = 'schema';"
                         "PRAGMA user_version = 1;")
 
@@ -132,8 +132,9 @@ def test_schema_1_recordings_are_read_and_upgraded(tmp_path):
     assert r.returncode == 0 and "3 samples" in r.stdout and "(mfd schema 1)" in r.stdout
     synth.record(db, 2, start=1_800_000_000.0)          # recording to it upgrades it
     with closing(sqlite3.connect(db)) as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-        assert dict(c.execute("SELECT key, value FROM meta"))["schema"] == "2"
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert dict(c.execute("SELECT key, value FROM meta"))["schema"] == "3"
+        assert c.execute("SELECT count(*) FROM pagemap").fetchone()[0] == 0
         assert c.execute("SELECT count(*) FROM zone_order WHERE populated = 0 "
                          "AND unusable_index IS NOT NULL").fetchone()[0] == 0
         assert c.execute("SELECT count(*) FROM sample").fetchone()[0] == 5

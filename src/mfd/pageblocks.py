@@ -233,14 +233,27 @@ def after_compaction(classes: np.ndarray, movable_pages: np.ndarray,
     return int(np.searchsorted(np.cumsum(need), targets, side="right"))
 
 
-def runs(classes: np.ndarray) -> list:
-    """[[class name, blocks], ...]: the classes run-length encoded, in pfn order."""
+def index_runs(classes: np.ndarray) -> list:
+    """[(class, blocks), ...]: the classes run-length encoded, in pfn order."""
     if not len(classes):
         return []
     edges = np.flatnonzero(np.diff(classes)) + 1
     starts = np.concatenate(([0], edges))
     lengths = np.diff(np.concatenate((starts, [len(classes)])))
-    return [[CLASSES[int(classes[s])], int(n)] for s, n in zip(starts, lengths)]
+    return list(zip(classes[starts].tolist(), lengths.tolist()))
+
+
+def from_runs(runs) -> np.ndarray:
+    """The per-block classes of index_runs() output."""
+    if not runs:
+        return np.zeros(0, np.uint8)
+    cls, n = zip(*runs)
+    return np.repeat(np.array(cls, np.uint8), np.array(n, np.int64))
+
+
+def runs(classes: np.ndarray) -> list:
+    """[[class name, blocks], ...]: the classes run-length encoded, in pfn order."""
+    return [[CLASSES[c], n] for c, n in index_runs(classes)]
 
 
 def worst_per_cell(classes: np.ndarray, per_cell: int) -> np.ndarray:

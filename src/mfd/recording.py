@@ -2,10 +2,11 @@
 
 The file is plain SQLite (stdlib :mod:`sqlite3`) in WAL mode, one transaction
 per sample, so a killed mfd loses at most the sample it was writing and the
-file always passes ``PRAGMA integrity_check``.  Schema version 2
+file always passes ``PRAGMA integrity_check``.  Schema version 3
 (``PRAGMA user_version``; ``PRAGMA application_id`` is :data:`APPLICATION_ID`);
-version 1 differs only in the ``zone_order`` view, and is read as it is and
-upgraded when recorded to (see :func:`upgrade`):
+version 2 lacks the ``pagemap`` table, version 1 also differs in the
+``zone_order`` view; both are read as they are and upgraded when recorded to
+(see :func:`upgrade`):
 
 ``run``     one row per ``mfd --record`` invocation:
             ``id, started`` (unix time of its first sample), ``host``,
@@ -29,6 +30,14 @@ upgraded when recorded to (see :func:`upgrade`):
             ``populated`` (0 for an empty zone, present_pages 0) and the
             indices NULL for empty zones: the kernel's debugfs files leave
             them out too, and a "worst zone" query must not pick them.
+``pagemap`` one row per zone of each pageblock map (``mfd --record FILE
+            --map-interval S``): ``id, run_id, time, node, zone, page_size``
+            (bytes), ``pageblock_order, first_block`` (the pfn of the zone's first
+            pageblock >> pageblock_order) and ``runs``, a JSON array of
+            class and length pairs, flat (``[1, 1505, 0, 512]``: 1505 free
+            pageblocks, then 512 holes; the classes are
+            mfd.pageblocks.CLASSES: 0 hole, 1 free, 2 huge, 3 compactable,
+            4 uncertain, 5 pinned).
 ``meta``    ``key, value`` text: ``schema``, ``created``, ``created_by``.
 
 Kernel addresses (a node's pglist_data) are never written.
@@ -51,9 +60,9 @@ from .model import Events, Filter, NodeSnapshot, Sample, Snapshot, ZoneSnapshot
 from .model.events import RESULT_TYPES, field_kind
 
 __all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "History", "HistoryError", "Run", "ZoneRecord",
-           "SampleRecord", "create_schema", "upgrade"]
+           "SampleRecord", "MapRecord", "create_schema", "upgrade"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x6D666431          # "mfd1": `file` and sqlite3 show it
 
 _SCHEMA = """
@@ -104,6 +113,22 @@ CREATE TABLE zone (
 ) WITHOUT ROWID;
 """
 
+# Schema 3's pageblock maps (mfd --record --map-interval).
+_PAGEMAP = """
+CREATE TABLE pagemap (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES run(id),
+    time REAL NOT NULL,
+    node INTEGER NOT NULL,
+    zone TEXT NOT NULL,
+    page_size INTEGER NOT NULL,
+    pageblock_order INTEGER NOT NULL,
+    first_block INTEGER NOT NULL,
+    runs TEXT NOT NULL
+);
+CREATE INDEX pagemap_time ON pagemap(time);
+"""
+
 # Schema 2's view; schema 1 had no populated column and gave empty zones
 # indices (unusable 1.000: "all free memory unusable" of a zone with none).
 _VIEW = """
@@ -131,7 +156,7 @@ CREATE VIEW zone_order AS
 
 def create_schema(conn: sqlite3.Connection, created: str) -> None:
     """The tables, the view and the meta rows of a new recording (in a transaction)."""
-    for stmt in (_SCHEMA + _VIEW).split(";\n"):
+    for stmt in (_SCHEMA + _PAGEMAP + _VIEW).split(";\n"):
         if stmt.strip():
             conn.execute(stmt)
     conn.executemany("INSERT INTO meta VALUES (?, ?)", [
@@ -143,10 +168,16 @@ def create_schema(conn: sqlite3.Connection, created: str) -> None:
 
 def upgrade(conn: sqlite3.Connection, version: int) -> None:
     """Bring a recording of an older schema to this one (in a transaction).
-    1 -> 2: the zone_order view gains populated and leaves empty zones' indices out."""
+    1 -> 2: the zone_order view gains populated and leaves empty zones' indices out.
+    2 -> 3: the pagemap table."""
     if version == 1:
         conn.execute("DROP VIEW IF EXISTS zone_order")
         conn.execute(_VIEW)
+    if version <= 2:
+        for stmt in _PAGEMAP.split(";\n"):
+            if stmt.strip():
+                conn.execute(stmt)
+    if version < SCHEMA_VERSION:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
         conn.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
 
@@ -193,7 +224,7 @@ def check_schema(conn: sqlite3.Connection, path: str) -> int:
                            f"{__version__} knows schema {SCHEMA_VERSION} and older): upgrade "
                            "mfd, or record to a new file")
     if version:
-        check_objects(conn, path)
+        check_objects(conn, path, version)
     return version
 
 
@@ -206,7 +237,7 @@ def _sql_words(sql: Optional[str]) -> Optional[str]:
 def _expected_objects() -> Dict[str, Tuple[str, Tuple[str, ...]]]:
     """{name: (type, the SQL texts mfd has created it with)} of every object mfd makes."""
     out: Dict[str, Tuple[str, Tuple[str, ...]]] = {}
-    for stmt in _SCHEMA.split(";\n"):
+    for stmt in (_SCHEMA + _PAGEMAP).split(";\n"):
         words = _sql_words(stmt)
         if words:
             kind, name = words.split()[1].lower(), words.split()[2]
@@ -218,7 +249,7 @@ def _expected_objects() -> Dict[str, Tuple[str, Tuple[str, ...]]]:
 _TABLES = ("meta", "run", "sample", "node", "zone")
 
 
-def check_objects(conn: sqlite3.Connection, path: str) -> None:
+def check_objects(conn: sqlite3.Connection, path: str, version: int = SCHEMA_VERSION) -> None:
     """Refuse a recording whose schema is not mfd's own, before anything reads it.
 
     A view or a trigger is SQL that SQLite runs for whoever reads or writes the
@@ -247,7 +278,7 @@ def check_objects(conn: sqlite3.Connection, path: str) -> None:
             raise refuse(f"it holds a {kind} {name!r}, which mfd does not create")
         elif kind == "table" and (_sql_words(sql) or "").upper().startswith("CREATE VIRTUAL"):
             raise refuse(f"it holds a virtual table {name!r}, which mfd does not create")
-    missing = [t for t in _TABLES if t not in found]
+    missing = [t for t in _TABLES + (("pagemap",) if version >= 3 else ()) if t not in found]
     if missing:
         raise refuse(f"table {missing[0]} is missing")
 
@@ -296,6 +327,15 @@ MAX_EVENT_COUNTERS = 512     # distinct event counter names in one report
 # SQLite may work this long on one step (one sample's rows) before mfd gives
 # up: an SQLite progress handler, so a damaged file cannot hang a report.
 STEP_SECONDS = 20.0
+# A pageblock map: six classes (mfd.pageblocks.CLASSES); at most 1 << 24
+# pageblocks in one zone (32 TiB of 2 MiB blocks); a first block below
+# 2^52 (the largest pfn on 64-bit, MAX_PHYSMEM_BITS 52, is below that).
+MAP_CLASSES = 6
+MAX_MAP_BLOCKS = 1 << 24
+MAX_MAP_TEXT = 24 << 20
+MAX_PFN = 1 << 52
+MAX_MAPS = 100000           # distinct map times a report lists
+PAGE_SIZES = (4096, 8192, 16384, 65536, 262144)    # 256 KiB: hexagon's largest
 SQLITE_MAX_VALUE = 32 << 20  # the longest text or blob SQLite hands back (SQLITE_LIMIT_LENGTH)
 
 # A JSON array mfd wrote: integers and commas, nothing nested.  Checked before
@@ -460,6 +500,32 @@ class ZoneRecord:
         return ZoneSnapshot(node=self.node, zone=self.zone, zone_idx=self.zone_idx,
                             start_pfn=self.start_pfn, spanned=self.spanned,
                             present=self.present, managed=self.managed, nr_free=self.nr_free)
+
+
+@dataclass(frozen=True)
+class MapRecord:
+    """One zone of one recorded pageblock map (a row of ``pagemap``):
+    ``runs`` are (class, pageblocks) pairs in pfn order (mfd.pageblocks.CLASSES)."""
+
+    time: float
+    run_id: int
+    node: int
+    zone: str
+    page_size: int
+    pageblock_order: int
+    first_block: int
+    runs: Tuple[Tuple[int, int], ...]
+
+    @property
+    def blocks(self) -> int:
+        return sum(n for _c, n in self.runs)
+
+    def counts(self) -> Tuple[int, ...]:
+        """Pageblocks per class."""
+        out = [0] * MAP_CLASSES
+        for c, n in self.runs:
+            out[c] += n
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -662,6 +728,57 @@ class History:
                                "(a kernel has at most 8)")
         return nodes, zones
 
+    def map_times(self, since: Optional[float] = None,
+                  until: Optional[float] = None) -> List[float]:
+        """When the recording took a pageblock map, in ``[since, until]``
+        (none before schema 3)."""
+        if self.version < 3:
+            return []
+        where, params = self._where(since, until)
+        rows = self._query(f"SELECT DISTINCT time FROM pagemap{where} ORDER BY 1 LIMIT ?",
+                           params + [MAX_MAPS + 1])
+        if len(rows) > MAX_MAPS:
+            raise HistoryError(f"{self.path}: more than {MAX_MAPS} pageblock maps")
+        times = [t for (t,) in rows]
+        if not all(_is_time(t) for t in times):
+            raise HistoryError(f"{self.path}: a pageblock map's time is not a unix time")
+        return times
+
+    def pagemap(self, at: float, flt: Filter = Filter()) -> List[MapRecord]:
+        """The zones of the map taken at ``at`` (one of map_times())."""
+        out = []
+        for row in self._query("SELECT id, run_id, time, node, zone, page_size, "
+                               "pageblock_order, first_block, runs FROM pagemap WHERE time = ? "
+                               "ORDER BY node, "
+                               "first_block LIMIT ?", (at, MAX_NODES * MAX_ZONES + 1)):
+            rec = self._map_row(row)
+            if flt.wants(rec.node, rec.zone):
+                out.append(rec)
+        return out
+
+    def _map_row(self, row) -> MapRecord:
+        mid, rid, t, node, zone, page_size, order, first, runs = row
+
+        def bad(what: str) -> HistoryError:
+            return HistoryError(f"{self.path}: pagemap {_show(mid)}: {what}")
+        if rid not in self.runs:
+            raise bad(f"run_id {_show(rid)} is not a run in the file")
+        if not (type(node) is int and 0 <= node < MAX_NODES):
+            raise bad(f"node {_show(node)} is not a node id below {MAX_NODES}")
+        if not (isinstance(zone, str) and 0 < len(zone) <= MAX_ZONE_NAME):
+            raise bad(f"zone {_show(zone)} is not a text of 1 to {MAX_ZONE_NAME} characters")
+        if not (type(page_size) is int and page_size in PAGE_SIZES):
+            raise bad(f"page_size {_show(page_size)} is not a page size of Linux")
+        if not (type(order) is int and 0 <= order < MAX_ORDERS):
+            raise bad(f"pageblock_order {_show(order)} is not an order below {MAX_ORDERS}")
+        if not (type(first) is int and 0 <= first < MAX_PFN >> order):
+            raise bad(f"first_block {_show(first)} is not a pageblock number")
+        parsed = _map_runs(runs)
+        if parsed is None:
+            raise bad(f"runs is not a list of class and length pairs (classes below "
+                      f"{MAP_CLASSES}, at most {MAX_MAP_BLOCKS} pageblocks)")
+        return MapRecord(float(t), rid, node, zone, page_size, order, first, parsed)
+
     def samples(self, since: Optional[float] = None, until: Optional[float] = None,
                 flt: Filter = Filter()) -> Iterator[SampleRecord]:
         """Every sample in ``[since, until]`` in time order, streamed.
@@ -802,6 +919,21 @@ class History:
             raise HistoryError(f"{where}: unusable is not a list of {nr_orders} integers")
         return ZoneRecord(node, name, idx, start, spanned, present, managed, free, counts, ef,
                           un)
+
+
+def _map_runs(text) -> Optional[Tuple[Tuple[int, int], ...]]:
+    """A pagemap row's runs: pairs of a class below MAP_CLASSES and a length
+    of at least 1, at most MAX_MAP_BLOCKS blocks in all; None otherwise."""
+    if not (isinstance(text, str) and len(text) <= MAX_MAP_TEXT and _UINT_LIST.fullmatch(text)):
+        return None
+    values = json.loads(text)
+    if len(values) % 2:
+        return None
+    runs = tuple(zip(values[0::2], values[1::2]))
+    if any(c >= MAP_CLASSES or n < 1 for c, n in runs) or \
+            sum(n for _c, n in runs) > MAX_MAP_BLOCKS:
+        return None
+    return runs
 
 
 def _int_list(text, pattern, length: int, lo: int, hi: int) -> Optional[Tuple[int, ...]]:

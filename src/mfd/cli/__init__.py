@@ -45,7 +45,8 @@ def build_parser():
 
 
 # Monitor flags that do nothing when serving metrics (--prometheus).
-_NOT_WITH_SERVE = (("record", "--record"), ("visual", "-v"), ("json", "--json"),
+_NOT_WITH_SERVE = (("record", "--record"), ("map_interval", "--map-interval"),
+                   ("visual", "-v"), ("json", "--json"),
                    ("nodes", "-n"), ("count", "--count"), ("retain", "--retain"),
                    ("follow_symlinks", "--follow-symlinks"), ("detail", "-z"),
                    ("extfrag", "-e"), ("unusable", "-u"), ("bar", "-b"))

@@ -70,6 +70,13 @@ def _event_groups(text: str) -> Tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(e))
 
 
+# Recorded maps: not more often than this, and read at this rate (bench/map.py:
+# back-to-back maps at full speed slow page faults on the other CPUs by a fifth,
+# at 4 GiB/s not measurably).
+MIN_MAP_INTERVAL = 10.0
+MAP_RATE_GIB = 4.0
+
+
 def build_parser(commands: Sequence[Tuple[str, str]] = ()) -> argparse.ArgumentParser:
     """The monitor's parser; ``commands`` ((usage, summary) of each command)
     head the epilog of -h."""
@@ -113,6 +120,11 @@ def build_parser(commands: Sequence[Tuple[str, str]] = ()) -> argparse.ArgumentP
                    help="also write every sample to the SQLite file FILE (see mfd report)")
     p.add_argument("--retain", type=common.duration, metavar="DURATION",
                    help="with --record: drop samples older than DURATION (30m, 12h, 7d)")
+    p.add_argument("--map-interval", type=common.ranged(float, "a number of seconds",
+                                                        MIN_MAP_INTERVAL),
+                   metavar="SECONDS",
+                   help=f"with --record: also record a pageblock map (mfd map) every SECONDS "
+                        f"(at least {MIN_MAP_INTERVAL:g}; root; read at {MAP_RATE_GIB:g} GiB/s)")
     common.add_follow_symlinks(p)
     common.add_source(p)
     common.add_debug(p)
@@ -140,6 +152,7 @@ class MonitorConfig:
     alloc_probe: str = "auto"
     record: Optional[str] = None
     retain: Optional[float] = None
+    map_interval: Optional[float] = None
     follow_symlinks: bool = False
     source: str = "auto"
     pgdat_path: str = "auto"
@@ -164,6 +177,9 @@ def config(args) -> MonitorConfig:
         raise UsageError("-v and --json do not go together (the live view is for a terminal)")
     if args.retain is not None and not args.record:
         raise UsageError("--retain needs --record FILE")
+    if args.map_interval is not None and not args.record:
+        raise UsageError("--map-interval needs --record FILE (maps are recorded; mfd map "
+                         "draws one now)")
     if args.follow_symlinks and not args.record:
         raise UsageError("--follow-symlinks needs --record FILE (the only file the "
                          "monitor writes)")
@@ -223,6 +239,7 @@ def config(args) -> MonitorConfig:
                          filter=Filter(args.node, args.zone), output=output, view=view,
                          groups=groups, alloc_probe=args.alloc_probe,
                          record=args.record, retain=args.retain,
+                         map_interval=args.map_interval,
                          follow_symlinks=args.follow_symlinks, source=source,
                          pgdat_path=args.pgdat_path, bpf_loader=_loader(args),
                          debug=args.debug)
@@ -288,7 +305,7 @@ def run(cfg: MonitorConfig) -> int:
         check_terminal()    # TERM=dumb, or no tty: refused before anything is compiled
     source = open_snapshot_source(cfg.source, cfg.pgdat_path, cfg.debug, info, cfg.bpf_loader)
     sinks: List = []
-    events = None
+    events = maps = None
     try:
         # -i/-c against the kernel's own nodes and zones, before anything is
         # compiled or recorded; from here on the zone is spelt as the kernel does.
@@ -302,6 +319,10 @@ def run(cfg: MonitorConfig) -> int:
             events = EventSource(cfg.groups, flt, cfg.alloc_probe, note=info, debug=cfg.debug,
                                  loader=cfg.bpf_loader)
         ebpf.release_loader()   # every program is loaded: the compiler's process can go
+        if cfg.map_interval is not None:
+            from ..sources.pagemap import PeriodicMaps
+            maps = PeriodicMaps(flt, cfg.map_interval, info,
+                                MAP_RATE_GIB * (1 << 30) / os.sysconf("SC_PAGE_SIZE"))
         sinks, wait = _sinks(cfg)
         if events is not None:
             wait(cfg.interval)  # events count over an interval, the first sample's too
@@ -316,6 +337,11 @@ def run(cfg: MonitorConfig) -> int:
             frame = Frame(sample, flt)
             for sink in sinks:
                 sink.emit(frame)
+            if maps is not None:
+                if n == 0:
+                    maps.start()        # after the first sample: its run files the maps
+                for pm in maps.ready():
+                    sinks[0].emit_map(pm)   # the recorder (--map-interval needs --record)
             n += 1
             if cfg.count is not None and n >= cfg.count:
                 return 0
@@ -326,6 +352,10 @@ def run(cfg: MonitorConfig) -> int:
                 delay = 0
             wait(delay)
     finally:
+        if maps is not None:
+            maps.close()
+            for pm in maps.ready():         # a map that finished as mfd stopped
+                sinks[0].emit_map(pm)
         for sink in reversed(sinks):
             sink.close()
         if events is not None:

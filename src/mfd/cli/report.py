@@ -184,6 +184,14 @@ def run_compare(cfg: ReportConfig) -> int:
     return 0
 
 
+def _maps_html(mh) -> str:
+    """The HTML report's section on the recording's pageblock maps ('' without)."""
+    if mh is None:
+        return ""
+    from ..report.maps import maps_section
+    return maps_section(mh)
+
+
 def run(cfg: ReportConfig) -> int:
     if cfg.compare is not None:
         return run_compare(cfg)
@@ -204,6 +212,10 @@ def run(cfg: ReportConfig) -> int:
             if cfg.order >= orders:
                 raise UsageError(f"--order {cfg.order}: the recording has orders "
                                  f"0-{orders - 1}")
+            mh = None
+            if hist.map_times(sel.since, sel.until):     # numpy only for maps
+                from ..report.maps import map_history
+                mh = map_history(hist, sel.since, sel.until, sel.filter)
         except BaseException:
             exports.abort()     # a report that fails leaves the targets as they were
             raise
@@ -213,10 +225,14 @@ def run(cfg: ReportConfig) -> int:
         png = plots.render_png(rep)
         for path, data in ((cfg.png, png), (cfg.html, None)):
             if path:
-                common.write_output(path, png if data is not None else html_page(rep, png).encode("utf-8"),
-                       cfg.follow_symlinks)
+                common.write_output(path, png if data is not None else
+                                    html_page(rep, png, _maps_html(mh)).encode("utf-8"),
+                                    cfg.follow_symlinks)
     if not cfg.to_stdout:
         print(summary_text(rep), flush=True)
+        if mh is not None:
+            from ..report.maps import maps_text
+            print("\n" + maps_text(mh), end="", flush=True)
     if charts and plots is None:
         raise common.no_matplotlib()
     return 0

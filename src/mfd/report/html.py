@@ -28,8 +28,9 @@ def _head(title: str) -> str:
             "</style></head><body>")
 
 
-def html_page(rep: Report, png: bytes) -> str:
-    """A self-contained page: summary tables and the charts as an inline PNG."""
+def html_page(rep: Report, png: bytes, maps: str = "") -> str:
+    """A self-contained page: summary tables and the charts as an inline PNG;
+    ``maps``: the section on the recording's pageblock maps (report.maps)."""
     import base64
     span = rep.last - rep.first
     # Every string from the recording goes through html.escape (in _html_table
@@ -59,6 +60,7 @@ def html_page(rep: Report, png: bytes) -> str:
                                                  event_rows(rep, zeros=True))]
     else:
         parts.append("<h2>Events</h2><p>None recorded (record with mfd -s/--events).</p>")
+    parts.append(maps)
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -96,6 +96,7 @@ class Recorder:
         self.kernel = kernel or os.uname().release
         self.run_id: Optional[int] = None
         self.samples = 0
+        self.maps = 0
         self.conn: Optional[sqlite3.Connection] = None
         check_writable_or_fail(path)
         target, ident, created = prepare_database(path, follow_symlinks)
@@ -176,6 +177,31 @@ class Recorder:
             conn.execute(f"DELETE FROM zone WHERE sample_id IN ({old})", (cutoff,))
             conn.execute(f"DELETE FROM node WHERE sample_id IN ({old})", (cutoff,))
             conn.execute("DELETE FROM sample WHERE time < ?", (cutoff,))
+            conn.execute("DELETE FROM pagemap WHERE time < ?", (cutoff,))
+
+    def emit_map(self, pm) -> None:
+        """A pageblock map (mfd.model.physmap.PhysMap), one row per zone, in
+        one transaction.  Before the first sample there is no run to file it
+        under: it is dropped (the monitor takes maps after its first sample)."""
+        if self.conn is None or self.run_id is None:
+            return
+        from ..pageblocks import index_runs     # numpy: only for a recording with maps
+        conn = self.conn
+        rows = [(self.run_id, pm.time, z.node, z.zone, pm.page_size, pm.pageblock_order,
+                 z.first_block,
+                 json.dumps([v for run in index_runs(z.classes) for v in run],
+                            separators=(",", ":")))
+                for z in pm.zones]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO pagemap (run_id, time, node, zone, page_size, "
+                             "pageblock_order, first_block, runs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             rows)
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            self._stop(e)
+            return
+        self.maps += 1
 
     def _stop(self, e: BaseException) -> None:
         conn, self.conn = self.conn, None

@@ -12,7 +12,9 @@ per map, never at a short interval.
 from __future__ import annotations
 
 import os
+import queue
 import socket
+import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -238,3 +240,58 @@ def attach_block_events(pm: PhysMap, polluted: Dict[int, int], converted: Dict[i
             if len(idx):
                 idx = idx[z.classes[idx] != pb.HOLE]
             setattr(z, name, set(idx.tolist()))
+
+
+class PeriodicMaps:
+    """Pageblock maps every ``interval`` seconds, taken by one thread at
+    ``rate`` pfns per second (bench/map.py: uncapped, continuous reading of
+    kpageflags slows page faults on the other CPUs by a fifth; 4 GiB/s does
+    not), for ``mfd --record --map-interval``.  /proc/pagetypeinfo is read
+    once, at the start, for the pageblock order: a recorded map keeps the
+    classes only.  :meth:`ready` hands over the finished maps; a map that
+    fails stops the maps (said once), not the monitor."""
+
+    def __init__(self, flt: Filter, interval: float, say: Callable[[str], None],
+                 rate: Optional[float]):
+        os.close(open_page_file(KPAGEFLAGS, required=True))    # root: said now, not later
+        try:
+            self.pt: Optional[PageTypeInfo] = read_pagetypeinfo()
+        except PageTypeInfoError:
+            self.pt = None
+        self.flt, self.interval, self.say, self.rate = flt, interval, say, rate
+        self._q: "queue.Queue" = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pagemaps", daemon=True)
+        self.failed = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self._q.put(take_map(self.flt, self.say, pagetypes=False, rate=self.rate,
+                                     known=self.pt))
+            except Exception as e:          # handed to the main thread by ready()
+                self._q.put(e)
+                return
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+
+    def ready(self) -> List[PhysMap]:
+        out = []
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                return out
+            if isinstance(item, Exception):
+                self.failed = True
+                self.say(f"pageblock maps stopped: {item}; monitoring goes on")
+            else:
+                out.append(item)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(0.5)          # a daemon: a read in progress ends with mfd
