@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -194,3 +195,31 @@ def test_can_with_the_map_never_raises_the_bound(ask):
         # never below what is free now, never above the other bound (beyond
         # the drift between two reads)
         assert z["now"] <= z["after_compaction"] <= other["after_compaction"] + 64, (z, other)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/setup.sh --test)")
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_in_a_real_terminal_the_map_is_coloured_and_fits(size):
+    """On a tmux terminal: background colours, no line wider than the
+    terminal, the whole map above the prompt; a larger terminal, fewer
+    pageblocks per cell; NO_COLOR gives the characters."""
+    from test_live import Tmux
+    width, height = size
+
+    def shown(env=""):
+        t = Tmux(f"{env} {' '.join(mfd_argv('map', '-q'))}", width, height)
+        try:
+            text = t.wait_for(lambda s: "EXIT=" in s, "mfd map to end", timeout=120,
+                              scrollback=True)
+            styled = t.tmux("capture-pane", "-e", "-p", "-J", "-S", "-200", "-t", "t")
+        finally:
+            t.close()
+        return text.split("EXIT=")[0], styled.split("EXIT=")[0]
+    plain, styled = shown()
+    lines = plain.rstrip("\n").split("\n")
+    assert len(lines) <= height - 1 and max(map(len, lines)) <= width, plain
+    assert re.search(r"\x1b\[(4[1-6]|10[0-7])m", styled), styled[:400]
+    per = int(re.search(r"1 cell = (\d+)", plain).group(1))
+    assert per >= 1 and "node 0 Normal" in plain
+    mono, mono_styled = shown("NO_COLOR=1")
+    assert not re.search(r"\x1b\[(4[1-6]|10[0-7])m", mono_styled) and "# pinned" in mono
