@@ -129,8 +129,8 @@ def main() -> int:
     for name, xs in (("dd kpageflags + kpagecgroup", raw), ("dd kpageflags alone", flags_only),
                      ("mfd map --json", ours), ("mfd map --json --no-pagetypeinfo", ours_nopt)):
         print(f"  {name:<34} {median(xs):.3f} ({min(xs):.3f}-{max(xs):.3f})")
-    print(f"ratio mfd map / dd of both files: {median(ours) / median(raw):.2f} "
-          f"(target <= 1.5); / dd of kpageflags alone: {median(ours) / median(flags_only):.2f}")
+    print(f"ratio mfd map / dd of kpageflags alone: {median(ours) / median(flags_only):.2f} "
+          f"(target <= 1.5); / dd of both files: {median(ours) / median(raw):.2f}")
     print(f"page faults per CPU second on CPU 0, median: {median(none):.0f} with nothing else; "
           f"as a ratio to that, while on another CPU, back to back:")
     for name, xs in under.items():

@@ -12,9 +12,13 @@
  *
  * Polluted: change_ownership 0 and fallback_order below pageblock order (the
  * pages went to the requester but the block kept its type: 6.1's lost vote,
- * 6.15+'s __rmqueue_steal() and compaction capture).  Converted: the block
- * changed type.  The record has no pageblock_order (only its TP_printk does),
- * so user space passes it as MFD_PAGEBLOCK_ORDER.
+ * 6.15+'s __rmqueue_steal() and compaction capture).  Converted:
+ * change_ownership 1, the block changed type.  Neither: change_ownership 0
+ * at pageblock order or more, which 6.15+'s compaction_capture() event is
+ * for a THP or hugetlb capture (alloc_order == fallback_order == cc->order):
+ * a whole block taken, its type unchanged.  The record has no
+ * pageblock_order (only its TP_printk does), so user space passes it as
+ * MFD_PAGEBLOCK_ORDER.
  *
  * One hash entry per pageblock, sized for every pageblock of the populated
  * zones, so it cannot fill; only mfd map loads this program, for the
@@ -41,6 +45,8 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc_extfrag)
 	u32 span = 1;
 	int polluted = !args->change_ownership && fallback < MFD_PAGEBLOCK_ORDER;
 
+	if (!polluted && !args->change_ownership)
+		return MFD_TP_PASS;
 	if (fallback > MFD_PAGEBLOCK_ORDER && fallback < 63) {
 		span = 1U << (fallback - MFD_PAGEBLOCK_ORDER);
 		block = (pfn & ~((1ULL << fallback) - 1)) >> MFD_PAGEBLOCK_ORDER;

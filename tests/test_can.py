@@ -353,3 +353,29 @@ def test_the_pageblock_map_bounds_orders_of_pageblock_order_and_up():
     assert (r10.bound, r10.bound_basis) == (3, "pageblock map")
     # below pageblock order the map adds nothing
     assert zone_can(4, nr_free, lim, (6, 18), 500, pt, zm, 512).bound_basis == "pagetypeinfo"
+
+
+def test_orders_above_the_buddy_allocator_count_huge_blocks_and_no_target_limit():
+    """1 GiB pages come from alloc_contig_pages(): its isolation migrates THPs
+    (cc->alloc_contig) into any free memory, so a GiB of THPs next to a free
+    GiB is one page after compaction."""
+    import numpy as np
+    from mfd import pageblocks as pb
+    from mfd.diagnose.can import map_bound
+    from mfd.model.physmap import ZoneMap
+    classes = np.array([pb.HUGE] * 256 + [pb.FREE] * 256 + [pb.FREE] * 512, np.uint8)
+    movable = np.where(classes == pb.HUGE, 512, 0).astype(np.uint32)
+    zm = ZoneMap(0, "Normal", 0, 1024 * 512, 0, classes, movable)
+    assert map_bound(18, zm, 9, targets=0, contig=True) == 2
+    assert map_bound(18, zm, 9, targets=0, contig=False) == 1     # compaction skips THPs
+
+
+def test_capped_pagetypeinfo_counts_give_no_target_limit():
+    from mfd.diagnose.can import migration_targets
+    from mfd.model.pagetypes import PageTypeInfo
+    free = {(0, "Normal"): {"Movable": (100000,) + (0,) * 10, "Unmovable": (5,) + (0,) * 10}}
+    pt = PageTypeInfo(9, 512, ("Unmovable", "Movable"), free=free, blocks={})
+    assert migration_targets(pt, (0, "Normal"), 9) == 100005          # every type counts
+    capped = PageTypeInfo(9, 512, ("Unmovable", "Movable"), free=free, blocks={},
+                          capped=frozenset({(0, "Normal", "Movable", 0)}))
+    assert migration_targets(capped, (0, "Normal"), 9) is None

@@ -73,10 +73,9 @@ CASES = {
     # 6.18 flags mTHP THP too: 16-page folios are movable, not a huge block
     "mthp": (np.tile(block((1, HEAD | THP | ANON | LRU | MMAP),
                            (15, TAIL | THP | ANON | MMAP))[:16], P // 16), "compactable"),
-    # 6.1 reads a tail's own flags: an unmapped large page-cache folio's
-    # tails read TAIL alone, and are what their head is
-    "6.1 large folio tails": (np.tile(block((1, HEAD | LRU | bits("UPTODATE")), (3, TAIL))[:4], P // 4),
-                              "compactable"),
+    # 6.18 migrates large folios: 4-page page-cache folios are movable
+    "6.18 large folios": (np.tile(block((1, HEAD | LRU | THP | bits("UPTODATE")),
+                                        (3, TAIL | THP))[:4], P // 4), "compactable"),
     # a compound kernel allocation (kmalloc_large): never free, never movable
     "kernel compound": (block((1, HEAD), (7, TAIL), fill=BUDDY), "pinned"),
 }
@@ -86,6 +85,19 @@ CASES = {
 def test_block_classes(name):
     flags, want = CASES[name]
     assert one(flags)[0] == want
+
+
+def test_large_folios_pin_their_block_before_6_9():
+    """6.1 reads a tail's own flags (TAIL and THP, no LRU: tails are what
+    their head is), and its compaction skips every compound page outside
+    alloc_contig: a 4-page page-cache folio pins the block; a PMD THP is a
+    huge block on both."""
+    folios = np.tile(block((1, HEAD | LRU | THP | bits("UPTODATE")), (3, TAIL | THP))[:4], P // 4)
+    valid = np.ones(P, bool)
+    t = pb.classify(folios, valid, P, large_folios_move=False)
+    assert pb.CLASSES[t.classes[0]] == "pinned" and t.kind_pages == {"large_folio": P}
+    assert pb.CLASSES[pb.classify(folios, valid, P).classes[0]] == "compactable"
+    assert pb.CLASSES[pb.classify(THP_BLOCK, valid, P, large_folios_move=False).classes[0]] == "huge"
 
 
 @pytest.mark.parametrize("semantics", ["6.1", "6.18"])
@@ -184,13 +196,15 @@ def test_read_entries_in_batches_and_short_at_the_end(tmp_path, monkeypatch):
         os.close(fd)
 
 
-def _sysfs(tmp, blocks, nodes, size=0x8000000):
+def _sysfs(tmp, blocks, nodes, size=0x8000000, zones=None):
     mem = tmp / "devices/system/memory"
     mem.mkdir(parents=True)
     (mem / "block_size_bytes").write_text(f"{size:x}\n")
     for i, state in blocks.items():
         (mem / f"memory{i}").mkdir()
         (mem / f"memory{i}" / "state").write_text(state + "\n")
+        if zones and i in zones:
+            (mem / f"memory{i}" / "valid_zones").write_text(zones[i] + "\n")
     for node, ids in nodes.items():
         d = tmp / f"devices/system/node/node{node}"
         d.mkdir(parents=True)
@@ -253,22 +267,30 @@ def test_zones_that_overlap_across_nodes_are_split_by_memory_block(tmp_path):
     assert by[0].cgroups is None and any("kpagecgroup" in s for s in said)
 
 
-def test_zones_that_overlap_in_one_node_are_drawn_once(tmp_path):
+@pytest.mark.parametrize("valid_zones", [True, False])
+@pytest.mark.parametrize("only", [None, "Movable"])
+def test_zones_that_overlap_in_one_node_split_by_valid_zones(tmp_path, valid_zones, only):
+    """Normal spans both memory blocks, Movable the second (movable memory
+    onlined beside Normal): each block's valid_zones says whose it is; where
+    no file says, the zone first in zoneinfo gets it.  -c Movable alone
+    gives the same answer."""
     from mfd.sources.pagemap import take_map
     per = 0x8000000 // 4096
-    root = _sysfs(tmp_path, {0: "online", 1: "online"}, {0: [0, 1]})
+    root = _sysfs(tmp_path, {0: "online", 1: "online"}, {0: [0, 1]},
+                  zones={0: "Normal", 1: "Movable"} if valid_zones else None)
     (tmp_path / "zoneinfo").write_text(_zoneinfo([(0, "Normal", 0, 2 * per),
                                                   (0, "Movable", per, per)]))
     (tmp_path / "buddyinfo").write_text("")
     np.full(2 * per, BUDDY, np.uint64).tofile(tmp_path / "kpageflags")
-    said = []
-    pm = take_map(Filter(), said.append, pagetypes=False, zoneinfo=str(tmp_path / "zoneinfo"),
-                  buddyinfo=str(tmp_path / "buddyinfo"), flags_path=str(tmp_path / "kpageflags"),
-                  cgroup_path=str(tmp_path / "none"), sysfs=root)
-    normal, movable = pm.zones
-    assert np.bincount(normal.classes, minlength=6)[pb.FREE] == 2 * per // P
-    assert np.bincount(movable.classes, minlength=6)[pb.HOLE] == per // P
-    assert any("overlaps" in s for s in said)
+    pm = take_map(Filter(zone=only), lambda s: None, pagetypes=False,
+                  zoneinfo=str(tmp_path / "zoneinfo"), buddyinfo=str(tmp_path / "buddyinfo"),
+                  flags_path=str(tmp_path / "kpageflags"), cgroup_path=str(tmp_path / "none"),
+                  sysfs=root)
+    by = {z.zone: np.bincount(z.classes, minlength=6) for z in pm.zones}
+    blocks = per // P
+    if only is None:
+        assert by["Normal"][pb.FREE] == (blocks if valid_zones else 2 * blocks)
+    assert by["Movable"][pb.FREE] == (blocks if valid_zones else 0)
 
 
 def test_offline_block_and_device_memory_are_holes(tmp_path):
@@ -308,13 +330,27 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
 @pytest.mark.parametrize("color", [False, True])
-def test_text_map_fits_the_terminal(size, color):
-    text = maptext.render(_pm(), size, color)
+@pytest.mark.parametrize("watched", [False, True])
+def test_text_map_fits_the_terminal(size, color, watched):
+    pm = _pm()
+    if watched:                      # --events: the legend and the damage lines grow
+        pm.events_seconds = 10.0
+        for z in pm.zones:
+            z.polluted, z.converted = set(range(0, z.blocks, 7)), {1, 2}
+    text = maptext.render(pm, size, color)
     lines = text.rstrip("\n").split("\n")
     assert len(lines) <= size[1] - 1
     assert max(len(ANSI.sub("", l)) for l in lines) <= size[0]
     assert ("\x1b[" in text) == color
     assert "node 0 Normal" in text and "1 cell = " in text
+
+
+def test_a_wide_terminal_also_shows_the_pfn_of_each_row():
+    narrow = maptext.render(_pm(), (80, 24), False)
+    wide = maptext.render(_pm(), (120, 40), False)
+    assert "0x00100000" not in narrow
+    # Normal starts at pfn 1 << 20 (4 GiB)
+    assert re.search(r"^node 0 Normal +4\.00G 0x00100000 ", wide, re.M), wide
 
 
 def test_a_bigger_terminal_shows_fewer_blocks_per_cell():
@@ -345,3 +381,37 @@ def test_json_runs_cover_every_block():
     for z in doc["zones"]:
         assert sum(n for _c, n in z["runs"]) == z["blocks"] == sum(z["counts"].values())
         assert set(z["counts"]) == set(pb.CLASSES)
+
+
+def test_pfns_past_the_end_of_kpageflags_are_holes(tmp_path):
+    """The kernel stops kpageflags at max_pfn rounded to a section: a zone
+    spanning beyond it (a crafted zoneinfo, a race with hot-remove) reads
+    short, and what was not read is a hole, not flagless memory."""
+    from mfd.sources.pagemap import take_map
+    per = 0x8000000 // 4096
+    root = _sysfs(tmp_path, {0: "online"}, {0: [0]})
+    (tmp_path / "zoneinfo").write_text(_zoneinfo([(0, "Normal", 0, per)]))
+    (tmp_path / "buddyinfo").write_text("")
+    np.full(per // 2, BUDDY, np.uint64).tofile(tmp_path / "kpageflags")   # half of it
+    pm = take_map(Filter(), lambda s: None, pagetypes=False, zoneinfo=str(tmp_path / "zoneinfo"),
+                  buddyinfo=str(tmp_path / "buddyinfo"), flags_path=str(tmp_path / "kpageflags"),
+                  cgroup_path=str(tmp_path / "none"), sysfs=root)
+    n = np.bincount(pm.zones[0].classes, minlength=6)
+    assert n[pb.FREE] == per // 2 // P and n[pb.HOLE] == per // 2 // P and n[pb.UNCERTAIN] == 0
+
+
+def test_flagless_pages_are_counted_with_the_per_cpu_bound(tmp_path):
+    from mfd.sources.pagemap import take_map
+    per = 0x8000000 // 4096
+    root = _sysfs(tmp_path, {0: "online"}, {0: [0]})
+    (tmp_path / "zoneinfo").write_text(_zoneinfo([(0, "Normal", 0, per)]))
+    (tmp_path / "buddyinfo").write_text("")
+    flags = np.full(per, LRU, np.uint64)
+    flags[:100] = 0
+    flags.tofile(tmp_path / "kpageflags")
+    pm = take_map(Filter(), lambda s: None, pagetypes=False, zoneinfo=str(tmp_path / "zoneinfo"),
+                  buddyinfo=str(tmp_path / "buddyinfo"), flags_path=str(tmp_path / "kpageflags"),
+                  cgroup_path=str(tmp_path / "none"), sysfs=root)
+    assert pm.zones[0].unknown_pages == 100
+    doc = map_doc(pm, [])
+    assert doc["zones"][0]["unknown_pages"] == 100

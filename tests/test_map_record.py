@@ -54,8 +54,8 @@ def test_maps_round_trip_through_the_recording(tmp_path):
     record_with_maps(db)
     with History(db) as h:
         assert h.version == 3
-        times = h.map_times()
-        assert times == [1_700_000_001.0, 1_700_000_009.0]
+        count, times = h.map_times()
+        assert (count, times) == (2, [1_700_000_001.0, 1_700_000_009.0])
         first, last = (h.pagemap(t) for t in times)
     assert [(r.zone, r.first_block, r.blocks, r.page_size) for r in first] == \
         [("DMA32", 8, 1024, 4096), ("Normal", 2048, 2048, 4096)]
@@ -93,7 +93,7 @@ def test_retain_drops_old_maps(tmp_path):
     db = str(tmp_path / "m.db")
     record_with_maps(db, maps=((0, 1), (2, 2), (19, 3)), n=20, retain=5)
     with History(db) as h:
-        assert h.map_times() == [1_700_000_019.0]
+        assert h.map_times() == (1, [1_700_000_019.0])
 
 
 def test_schema_2_files_are_read_and_upgraded(tmp_path):
@@ -103,12 +103,12 @@ def test_schema_2_files_are_read_and_upgraded(tmp_path):
         c.executescript("DROP TABLE pagemap; UPDATE meta SET value = '2' WHERE key = 'schema';"
                         "PRAGMA user_version = 2;")
     with History(db) as h:
-        assert h.version == 2 and h.map_times() == []
+        assert h.version == 2 and h.map_times() == (0, [])
     r = run_mfd("report", db)
     assert r.returncode == 0 and "(mfd schema 2)" in r.stdout and "pageblock maps" not in r.stdout
     record_with_maps(db, start=1_800_000_000.0)
     with History(db) as h:
-        assert h.version == 3 and len(h.map_times()) == 2
+        assert h.version == 3 and h.map_times()[0] == 2
 
 
 CRAFTED = {
@@ -167,8 +167,8 @@ def test_a_live_recording_with_maps(tmp_path):
         spans = {(z["node"], z["zone"]): (z["start_pfn"], z["start_pfn"] + z["spanned"])
                  for z in parse_zoneinfo(f.read()) if z["present"]}
     with History(db) as h:
-        times = h.map_times()
-        assert len(times) == 2, times
+        count, times = h.map_times()
+        assert count == 2 and len(times) == 2, times
         for t in times:
             recs = h.pagemap(t)
             assert {(x.node, x.zone) for x in recs} == set(spans)
@@ -178,3 +178,34 @@ def test_a_live_recording_with_maps(tmp_path):
                 assert x.counts()[pb.FREE] > 0 or x.zone != "Normal"
     r = run_mfd("report", db)
     assert r.returncode == 0 and "pageblock maps: 2" in r.stdout, r.stderr
+
+
+def test_a_long_recording_reads_evenly_spaced_maps(tmp_path):
+    db = str(tmp_path / "long.db")
+    record_with_maps(db, maps=[(i, i + 1) for i in range(200)], n=200)
+    with History(db) as h:
+        count, times = h.map_times(limit=5)
+        assert count == 200 and len(times) == 5
+        assert times[0] == 1_700_000_000.0 and times[-1] == 1_700_000_199.0
+    r = run_mfd("report", db)
+    assert r.returncode == 0 and "pageblock maps: 200" in r.stdout, r.stderr
+
+
+def test_a_crafted_map_cannot_make_the_report_allocate_without_bound(tmp_path):
+    """300 rows of 16 Mi pageblocks each in one map: refused as a second
+    node 0 Normal (and, were they different zones, by the pageblocks cap)."""
+    db = str(tmp_path / "evil.db")
+    record_with_maps(db, maps=((1, 10),))
+    with closing(sqlite3.connect(db)) as c:
+        t, rid = c.execute("SELECT time, run_id FROM pagemap LIMIT 1").fetchone()
+        c.executemany("INSERT INTO pagemap (run_id, time, node, zone, page_size, "
+                      "pageblock_order, first_block, runs) VALUES (?, ?, ?, ?, 4096, 9, 0, ?)",
+                      [(rid, t, 0, "Normal", json.dumps([1, 1 << 24]))] * 300)
+        c.commit()
+    r = run_mfd("report", db)
+    assert r.returncode == 1 and "a second node 0 zone Normal" in r.stderr, r
+    with closing(sqlite3.connect(db)) as c:
+        c.execute("UPDATE pagemap SET zone = 'Z' || id WHERE id > 2")
+        c.commit()
+    r = run_mfd("report", db)
+    assert r.returncode == 1 and "more than 16777216 pageblocks" in r.stderr, r

@@ -75,6 +75,11 @@ PIN_KINDS: Tuple[Tuple[str, np.uint64], ...] = (
 )
 UNEVICTABLE_KIND = ("unevictable", UNEVICTABLE)
 KERNEL_COMPOUND = "kernel_compound"     # no KPF bit: see classify()
+LARGE_FOLIO = "large_folio"             # a movable large folio compaction skips (< 6.9)
+# "mm/compaction: enable compacting >0 order folios" (Zi Yan, skip_isolation_on_order()):
+# absent in 6.1, present in 6.18; merged for 6.9 (the first release is not
+# verified on a 6.9 kernel here).
+LARGE_FOLIO_COMPACTION_SINCE = (6, 9)
 
 
 @dataclass
@@ -138,11 +143,14 @@ def _unmovable_mask(unevictable_movable: bool):
 
 
 def classify(flags: np.ndarray, valid: np.ndarray, block_pages: int,
-             unevictable_movable: bool = True) -> Tally:
+             unevictable_movable: bool = True, large_folios_move: bool = True) -> Tally:
     """Classify ``len(flags) // block_pages`` whole pageblocks.  ``flags``:
-    kpageflags entries (uint64), ``valid``: bool per page.  Pure; one pass of
-    numpy per rule.  The cgroups of the pinning pages come after, for the
-    pinned blocks alone (:func:`pinning_cgroups`)."""
+    kpageflags entries (uint64), ``valid``: bool per page.
+    ``large_folios_move``: compaction migrates a large folio that does not
+    cover its block (False before LARGE_FOLIO_COMPACTION_SINCE: such a
+    folio pins the block).  Pure; one pass of numpy per rule.  The cgroups
+    of the pinning pages come after, for the pinned blocks alone
+    (:func:`pinning_cgroups`)."""
     n = len(flags) // block_pages
     f = flags[:n * block_pages].reshape(n, block_pages)
     ok = valid[:n * block_pages].reshape(n, block_pages) & ((f & NOPAGE) == 0)
@@ -174,6 +182,15 @@ def classify(flags: np.ndarray, valid: np.ndarray, block_pages: int,
     hugeish = ((f & HUGE_OR_THP) != 0) & (head | tail)
     heads = head.sum(axis=1)
     covered = hugeish.all(axis=1) & (((heads == 1) & head[:, 0]) | (heads == 0))
+    # Before Zi Yan's "mm/compaction: enable compacting >0 order folios",
+    # isolate_migratepages_block() skipped every compound page outside
+    # alloc_contig (6.1: "if (PageCompound(page) && !cc->alloc_contig)"), so a
+    # movable large folio (page cache, shmem) inside a block pins it.
+    large_folio = np.zeros_like(unmov)
+    if not large_folios_move:
+        large_folio = (head | tail) & movable & ~covered[:, None]
+        unmov |= large_folio
+        movable &= ~large_folio
 
     cls = np.full(n, COMPACTABLE, np.uint8)
     cls[unknown.any(axis=1)] = UNCERTAIN
@@ -192,6 +209,7 @@ def classify(flags: np.ndarray, valid: np.ndarray, block_pages: int,
         up = unmov[pinned]
         found = [(name, ((fp & bit) != 0) & up) for name, bit in kinds]
         found.append((KERNEL_COMPOUND, kernel_compound[pinned]))
+        found.append((LARGE_FOLIO, large_folio[pinned]))
         for name, has in found:
             pages = int(has.sum())
             if pages:
@@ -209,7 +227,8 @@ def pinning_cgroups(cgroups: np.ndarray, unmovable: np.ndarray) -> Dict[int, int
 
 
 def after_compaction(classes: np.ndarray, movable_pages: np.ndarray,
-                     first_block: int, group: int, targets: Optional[int]) -> int:
+                     first_block: int, group: int, targets: Optional[int],
+                     huge_ok: bool = False) -> int:
     """An upper bound on the free blocks of ``group`` pageblocks (``group``
     a power of two: 1 for pageblock order, 512 for 1 GiB with 2 MiB blocks)
     that perfect compaction could make: naturally aligned groups whose
@@ -219,8 +238,11 @@ def after_compaction(classes: np.ndarray, movable_pages: np.ndarray,
     ``targets`` free pages elsewhere
     (compaction's free scanner takes pages only from Movable and CMA
     pageblocks: suitable_migration_target()); None: no limit.
-    ``first_block``: the pageblock number of ``classes[0]``."""
+    ``first_block``: the pageblock number of ``classes[0]``; ``huge_ok``:
+    huge blocks count too (alloc_contig_range() migrates them)."""
     ok = (classes == FREE) | (classes == COMPACTABLE) | (classes == UNCERTAIN)
+    if huge_ok:
+        ok |= classes == HUGE
     used = np.where(ok, movable_pages.astype(np.int64), 0)
     lo = -(-first_block // group) * group - first_block     # the first aligned block
     n = (len(ok) - lo) // group

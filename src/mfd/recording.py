@@ -328,13 +328,13 @@ MAX_EVENT_COUNTERS = 512     # distinct event counter names in one report
 # up: an SQLite progress handler, so a damaged file cannot hang a report.
 STEP_SECONDS = 20.0
 # A pageblock map: six classes (mfd.pageblocks.CLASSES); at most 1 << 24
-# pageblocks in one zone (32 TiB of 2 MiB blocks); a first block below
+# pageblocks in one map (32 TiB of 2 MiB blocks); a first block below
 # 2^52 (the largest pfn on 64-bit, MAX_PHYSMEM_BITS 52, is below that).
 MAP_CLASSES = 6
 MAX_MAP_BLOCKS = 1 << 24
 MAX_MAP_TEXT = 24 << 20
 MAX_PFN = 1 << 52
-MAX_MAPS = 100000           # distinct map times a report lists
+MAX_SPACED_MAPS = 64        # maps a report reads of a recording, evenly spaced
 PAGE_SIZES = (4096, 8192, 16384, 65536, 262144)    # 256 KiB: hexagon's largest
 SQLITE_MAX_VALUE = 32 << 20  # the longest text or blob SQLite hands back (SQLITE_LIMIT_LENGTH)
 
@@ -728,30 +728,53 @@ class History:
                                "(a kernel has at most 8)")
         return nodes, zones
 
-    def map_times(self, since: Optional[float] = None,
-                  until: Optional[float] = None) -> List[float]:
-        """When the recording took a pageblock map, in ``[since, until]``
-        (none before schema 3)."""
+    def map_times(self, since: Optional[float] = None, until: Optional[float] = None,
+                  limit: int = MAX_SPACED_MAPS) -> Tuple[int, List[float]]:
+        """(how many pageblock maps the recording took in ``[since, until]``,
+        the times of at most ``limit`` of them, evenly spaced, the first and
+        the last included); (0, []) before schema 3.  A long recording (a
+        map every 10 s for a year) costs ``limit`` small queries, not a list
+        of every map."""
         if self.version < 3:
-            return []
+            return 0, []
         where, params = self._where(since, until)
-        rows = self._query(f"SELECT DISTINCT time FROM pagemap{where} ORDER BY 1 LIMIT ?",
-                           params + [MAX_MAPS + 1])
-        if len(rows) > MAX_MAPS:
-            raise HistoryError(f"{self.path}: more than {MAX_MAPS} pageblock maps")
+        count = self._query(f"SELECT count(DISTINCT time) FROM pagemap{where}", params)[0][0]
+        if count <= limit:
+            rows = self._query(f"SELECT DISTINCT time FROM pagemap{where} ORDER BY 1", params)
+        else:
+            picks = (sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+                     if limit > 1 else [0])
+            rows = [r for i in picks for r in self._query(
+                f"SELECT DISTINCT time FROM pagemap{where} ORDER BY 1 LIMIT 1 OFFSET ?",
+                params + [i])]
         times = [t for (t,) in rows]
         if not all(_is_time(t) for t in times):
             raise HistoryError(f"{self.path}: a pageblock map's time is not a unix time")
-        return times
+        return count, times
 
     def pagemap(self, at: float, flt: Filter = Filter()) -> List[MapRecord]:
         """The zones of the map taken at ``at`` (one of map_times())."""
-        out = []
-        for row in self._query("SELECT id, run_id, time, node, zone, page_size, "
-                               "pageblock_order, first_block, runs FROM pagemap WHERE time = ? "
-                               "ORDER BY node, "
-                               "first_block LIMIT ?", (at, MAX_NODES * MAX_ZONES + 1)):
+        out, seen, blocks = [], set(), 0
+        rows = self._query("SELECT id, run_id, time, node, zone, page_size, pageblock_order, "
+                           "first_block, runs FROM pagemap WHERE time = ? ORDER BY node, "
+                           "first_block LIMIT ?", (at, MAX_NODES * MAX_ZONES + 1))
+        if len(rows) > MAX_NODES * MAX_ZONES:
+            raise HistoryError(f"{self.path}: the pageblock map at {at} has more than "
+                               f"{MAX_NODES * MAX_ZONES} zones")
+        for row in rows:
             rec = self._map_row(row)
+            if (rec.node, rec.zone) in seen:
+                raise HistoryError(f"{self.path}: pagemap {_show(row[0])}: a second node "
+                                   f"{rec.node} zone {rec.zone} in the map at {at}")
+            if out and (rec.page_size, rec.pageblock_order) != (out[0].page_size,
+                                                                out[0].pageblock_order):
+                raise HistoryError(f"{self.path}: pagemap {_show(row[0])}: a page size or "
+                                   "pageblock order other than its map's")
+            seen.add((rec.node, rec.zone))
+            blocks += rec.blocks
+            if blocks > MAX_MAP_BLOCKS:
+                raise HistoryError(f"{self.path}: the pageblock map at {at} has more than "
+                                   f"{MAX_MAP_BLOCKS} pageblocks")
             if flt.wants(rec.node, rec.zone):
                 out.append(rec)
         return out

@@ -89,7 +89,8 @@ def ranged(convert, what: str, lo, hi=None):
             v = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
-        if v < lo or (hi is not None and not v < hi):
+        # not (lo <= v): NaN compares false both ways; inf is never a setting
+        if not lo <= v or v == float("inf") or (hi is not None and not v < hi):
             bound = f">= {lo}" if hi is None else f"from {lo} up to (not incl.) {hi}"
             raise argparse.ArgumentTypeError(f"must be {bound}: {text!r}")
         return v

@@ -10,12 +10,15 @@ import sys
 import time
 from typing import List
 
-from ..errors import UsageError
+from ..errors import MfdError, UsageError
+from ..kernel.kpageflags import KPAGEFLAGS, open_page_file
+from ..safefs import output_target
 from ..model import Filter
 from ..sinks.mapdoc import map_doc
 from ..sinks.maptext import render
 from ..sources.blockevents import BlockEvents
-from ..sources.pagemap import attach_block_events, pageblock_order_guess, take_map, total_blocks
+from ..sources.pagemap import (attach_block_events, pageblock_order_guess, read_pagetypes,
+                               take_map, total_blocks)
 from ..sources.procfs import ProcfsSource
 from ..term import info, noted
 from . import common
@@ -60,10 +63,12 @@ def build_parser():
     common.add_follow_symlinks(p)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour the map (auto: on a terminal without NO_COLOR or TERM=dumb)")
-    p.add_argument("--events", type=common.positive_float, metavar="SECONDS",
+    p.add_argument("--events", type=common.ranged(float, "a number of seconds", 0.1, 86401),
+                   metavar="SECONDS",
                    help="first watch kmem:mm_page_alloc_extfrag for SECONDS (Ctrl-C stops "
                         "early), then draw with the polluted and converted pageblocks")
-    p.add_argument("--rate", type=common.positive_float, metavar="GIB_PER_S",
+    p.add_argument("--rate", type=common.ranged(float, "a number of GiB per second", 0.01,
+                                                100000), metavar="GIB_PER_S",
                    help="read the page flags of at most this much memory per second "
                         "(default: as fast as the kernel serves them, about 25 GiB/s here)")
     p.add_argument("--no-pagetypeinfo", action="store_true",
@@ -79,10 +84,9 @@ def use_color(choice: str) -> bool:
             and os.environ.get("TERM", "dumb") != "dumb")
 
 
-def watch(seconds: float, debug: bool):
-    """Count extfrag events per pageblock for ``seconds`` (or until Ctrl-C):
-    (the pageblock order counted at, polluted, converted, seconds watched)."""
-    order = pageblock_order_guess()
+def watch(seconds: float, order: int, debug: bool):
+    """Count extfrag events per pageblock of ``order`` for ``seconds`` (or
+    until Ctrl-C): (polluted, converted, seconds watched)."""
     ev = BlockEvents(order, total_blocks(order), info, debug)
     t0 = time.monotonic()
     try:
@@ -95,7 +99,7 @@ def watch(seconds: float, debug: bool):
         ev.close()
     if dropped:
         info(f"{dropped} extfrag events found no room in the pageblock map")
-    return order, polluted, converted, time.monotonic() - t0
+    return polluted, converted, time.monotonic() - t0
 
 
 def _check_outputs(args) -> None:
@@ -108,6 +112,13 @@ def _check_outputs(args) -> None:
         raise UsageError("--png and --html name the same file")
     if args.follow_symlinks and not files:
         raise UsageError("--follow-symlinks needs an output file (--png or --html)")
+    # A planted symlink or a missing directory is said now, not after a map
+    # (and minutes of --events); the write checks again (mfd.safefs).
+    for path in files:
+        output_target(path, args.follow_symlinks)
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise MfdError(f"cannot write {path}: no directory {folder}")
 
 
 def run(args) -> int:
@@ -120,16 +131,19 @@ def run(args) -> int:
             from ..report import mapimage as plots
         except ImportError:
             raise common.no_matplotlib() from None
-    watched = watch(args.events, args.debug) if args.events else None
+    # pagetypeinfo first: events are bucketed by the kernel's pageblock order,
+    # which it prints, and the map reuses it
+    os.close(open_page_file(KPAGEFLAGS))       # not root: that one line, before anything
+    pt, pt_seconds = (None, None) if args.no_pagetypeinfo else read_pagetypes(info)
+    watched = None
+    if args.events:
+        watched = watch(args.events, pt.pageblock_order if pt else pageblock_order_guess(),
+                        args.debug)
     rate = args.rate * (1 << 30) / os.sysconf("SC_PAGE_SIZE") if args.rate else None
-    pm = take_map(flt, info, pagetypes=not args.no_pagetypeinfo, rate=rate)
+    pm = take_map(flt, info, pagetypes=False, rate=rate, known=pt)
+    pm.pagetypeinfo_seconds = pt_seconds
     if watched is not None:
-        order, polluted, converted, seconds = watched
-        if order != pm.pageblock_order:     # counted at the THP order: rebucket
-            shift = order - pm.pageblock_order
-            polluted, converted = ({(b << shift if shift > 0 else b >> -shift): n
-                                    for b, n in d.items()} for d in (polluted, converted))
-        attach_block_events(pm, polluted, converted, seconds)
+        attach_block_events(pm, *watched)
     if args.png:
         common.write_output(args.png, plots.render_map_png(pm), args.follow_symlinks)
     if args.html:

@@ -74,6 +74,7 @@ def _event_groups(text: str) -> Tuple[str, ...]:
 # back-to-back maps at full speed slow page faults on the other CPUs by a fifth,
 # at 4 GiB/s not measurably).
 MIN_MAP_INTERVAL = 10.0
+MAX_MAP_INTERVAL = 30 * 86400.0
 MAP_RATE_GIB = 4.0
 
 
@@ -121,7 +122,7 @@ def build_parser(commands: Sequence[Tuple[str, str]] = ()) -> argparse.ArgumentP
     p.add_argument("--retain", type=common.duration, metavar="DURATION",
                    help="with --record: drop samples older than DURATION (30m, 12h, 7d)")
     p.add_argument("--map-interval", type=common.ranged(float, "a number of seconds",
-                                                        MIN_MAP_INTERVAL),
+                                                        MIN_MAP_INTERVAL, MAX_MAP_INTERVAL),
                    metavar="SECONDS",
                    help=f"with --record: also record a pageblock map (mfd map) every SECONDS "
                         f"(at least {MIN_MAP_INTERVAL:g}; root; read at {MAP_RATE_GIB:g} GiB/s)")

@@ -213,7 +213,7 @@ def run(cfg: ReportConfig) -> int:
                 raise UsageError(f"--order {cfg.order}: the recording has orders "
                                  f"0-{orders - 1}")
             mh = None
-            if hist.map_times(sel.since, sel.until):     # numpy only for maps
+            if hist.map_times(sel.since, sel.until, 1)[0]:     # numpy only for maps
                 from ..report.maps import map_history
                 mh = map_history(hist, sel.since, sel.until, sel.filter)
         except BaseException:

@@ -98,27 +98,38 @@ def compaction_bound(order: int, nr_free: Sequence[int], free_pages: int,
 
 def migration_targets(pt: Optional[PageTypeInfo], key: Tuple[int, str],
                       pageblock_order: int) -> Optional[int]:
-    """Free pages compaction may migrate into: on the Movable and CMA free
-    lists below pageblock order (6.18's isolate_freepages_block() skips
-    buddies of the requested order and up, and a free block of pageblock
-    order is one the bound counts already).  None without pagetypeinfo."""
+    """Free pages compaction may migrate into: free pages below pageblock
+    order, of every migratetype (suitable_migration_target() takes only
+    Movable and CMA blocks, but direct compaction at MIN_COMPACT_PRIORITY
+    sets ignore_block_suitable, as hugetlb's __GFP_RETRY_MAYFAIL reaches;
+    6.18's isolate_freepages_block() skips buddies of the requested order and
+    up, and a free block of pageblock order is one the bound counts already).
+    None (no limit) without pagetypeinfo, or where a count it needs was
+    capped at 100000 (a lower bound cannot bound from above)."""
     if pt is None or key not in pt.free:
         return None
-    return sum(n << o for t in TARGET_TYPES for o, n in enumerate(pt.free[key].get(t, ()))
+    if any(n == key[0] and z == key[1] and o < pageblock_order for n, z, _t, o in pt.capped):
+        return None
+    return sum(n << o for counts in pt.free[key].values() for o, n in enumerate(counts)
                if o < pageblock_order)
 
 
-def map_bound(order: int, zm: ZoneMap, pageblock_order: int, block_pages: int,
-              targets: Optional[int]) -> Optional[int]:
+def map_bound(order: int, zm: ZoneMap, pageblock_order: int, targets: Optional[int],
+              contig: bool = False) -> Optional[int]:
     """Order-``order`` blocks after perfect compaction, from the pageblock
     map: aligned runs of free, compactable and uncertain pageblocks whose
-    movable pages fit in the migration targets (pageblocks.after_compaction()), in
-    order-``order`` units.  None below pageblock order, where free pages
-    inside pinned blocks count too and the map says nothing new."""
+    movable pages fit in the migration targets (pageblocks.after_compaction()),
+    in order-``order`` units.  ``contig``: the order is above the buddy
+    allocator's, so the blocks come from alloc_contig_pages(), whose
+    isolation (cc->alloc_contig) migrates THPs and hugetlb pages too and
+    takes its targets from any free memory: huge blocks count, no target
+    limit.  None below pageblock order, where free pages inside pinned
+    blocks count too and the map says nothing new."""
     if order < pageblock_order:
         return None
     group = 1 << (order - pageblock_order)
-    return pb.after_compaction(zm.classes, zm.movable_pages, zm.first_block, group, targets)
+    return pb.after_compaction(zm.classes, zm.movable_pages, zm.first_block, group,
+                               None if contig else targets, huge_ok=contig)
 
 
 def highatomic_pages(pt: Optional[PageTypeInfo], key: Tuple[int, str],
@@ -145,7 +156,7 @@ def zone_can(order: int, nr_free: Sequence[int], limits: ZoneLimits, kernel: Tup
     if zm is not None:
         pbo = block_pages.bit_length() - 1
         targets = migration_targets(pt, key, pbo)
-        by_map = map_bound(order, zm, pbo, block_pages, targets)
+        by_map = map_bound(order, zm, pbo, targets, contig=order >= len(nr_free))
         if by_map is not None and by_map <= bound:
             bound, basis = max(now, by_map), "pageblock map"
     verdict = None

@@ -45,8 +45,8 @@ def open_page_file(path: str, required: bool = True) -> Optional[int]:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except PermissionError:
-        raise PageFileError(f"mfd map needs root: {path} is readable by root only "
-                            "(run sudo mfd map)") from None
+        raise PageFileError(f"the pageblock map needs root: {path} is readable by root "
+                            "only (run with sudo)") from None
     except FileNotFoundError:
         if required:
             raise PageFileError(f"{path} is missing: this kernel was built without "
@@ -186,11 +186,13 @@ class Pace:
         self.start = time.monotonic()
         self.done = 0
 
-    def wait(self, entries: int) -> None:
+    def wait(self, entries: int, stop: threading.Event) -> None:
+        """Sleep until ``entries`` more are due, or until ``stop`` is set
+        (Ctrl-C must not wait out a slow rate)."""
         if self.rate:
             ahead = self.start + self.done / self.rate - time.monotonic()
             if ahead > 0:
-                time.sleep(ahead)
+                stop.wait(ahead)
         self.done += entries
 
 
@@ -211,7 +213,9 @@ def batches(fd: int, first: int, count: int, path: str = KPAGEFLAGS, ahead: int 
                     return
                 n = min(BATCH, first + count - lo)
                 if pace is not None:
-                    pace.wait(n)
+                    pace.wait(n, stop)
+                    if stop.is_set():
+                        return
                 q.put((lo, read_entries(fd, lo, n, path)))
             q.put(None)
         except BaseException as e:          # handed to the caller, raised there

@@ -31,7 +31,8 @@ class ZoneMap:
     kind_pages: Dict[str, int] = field(default_factory=dict)
     cgroups: Optional[List[Tuple[str, int]]] = None
     uncharged_pages: Optional[int] = None         # unmovable pages in pinned blocks, no memcg
-    unknown_pages: int = 0
+    unknown_pages: int = 0          # flagless pages (per-CPU free pages or kernel pages)
+    pcp_pages: Optional[int] = None  # of which at most this many are per-CPU free pages
     migratetype_blocks: Optional[Dict[str, int]] = None
     buddy_blocks: Optional[int] = None            # buddyinfo's blocks of pageblock order, read around
     polluted: Optional[Any] = None

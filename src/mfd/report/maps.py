@@ -28,7 +28,8 @@ DRAWN_ROWS = 8              # rows of each drawn map in the text
 
 @dataclass
 class MapHistory:
-    times: List[float]
+    count: int                  # maps in the selection
+    times: List[float]          # of which these were read (evenly spaced)
     first: PhysMap
     last: PhysMap
     # (node, zone) -> [(time, counts per class)], SERIES_POINTS at most
@@ -43,7 +44,7 @@ def physmap(records: List[MapRecord], host: str, kernel: str) -> PhysMap:
     for r in records:
         classes = pb.from_runs(r.runs)
         zones.append(ZoneMap(r.node, r.zone, r.first_block * P, (r.first_block + r.blocks) * P,
-                             r.first_block, classes, np.zeros(len(classes), np.uint32)))
+                             r.first_block, classes, None))     # drawn only: no movable counts
     return PhysMap(host, kernel, first.time, first.page_size, first.pageblock_order, P, zones,
                    0.0, None)
 
@@ -57,12 +58,12 @@ def _spaced(times: List[float], n: int) -> List[float]:
 
 def map_history(hist: History, since: Optional[float], until: Optional[float],
                 flt: Filter) -> Optional[MapHistory]:
-    times = hist.map_times(since, until)
+    count, times = hist.map_times(since, until, SERIES_POINTS)
     if not times:
         return None
     series: Dict[Tuple[int, str], List[Tuple[float, Tuple[int, ...]]]] = {}
     maps: Dict[float, List[MapRecord]] = {}
-    for t in _spaced(times, SERIES_POINTS):
+    for t in times:
         recs = hist.pagemap(t, flt)
         if t in (times[0], times[-1]):
             maps[t] = recs
@@ -74,7 +75,7 @@ def map_history(hist: History, since: Optional[float], until: Optional[float],
     def drawn(t: float) -> PhysMap:
         run = hist.runs[maps[t][0].run_id]
         return physmap(maps[t], run.host, run.kernel)
-    return MapHistory(times, drawn(times[0]), drawn(times[-1]), series)
+    return MapHistory(count, times, drawn(times[0]), drawn(times[-1]), series)
 
 
 COLUMNS = (pb.FREE, pb.COMPACTABLE, pb.HUGE, pb.UNCERTAIN, pb.PINNED, pb.HOLE)
@@ -95,7 +96,7 @@ def evolution_rows(mh: MapHistory) -> Tuple[List[str], List[list]]:
 
 def maps_text(mh: MapHistory, width: int = 80) -> str:
     span = f"{format_time(mh.times[0])} .. {format_time(mh.times[-1])}"
-    out = [f"pageblock maps: {len(mh.times)}, {span}", ""]
+    out = [f"pageblock maps: {mh.count}, {span}", ""]
     for name, pm in (("first", mh.first), ("last", mh.last)):
         cells = width - maptext.LABEL
         per = maptext.fit(pm.zones, cells, max(DRAWN_ROWS, len(pm.zones)))
@@ -150,7 +151,7 @@ def maps_section(mh: MapHistory) -> str:
         return (f"<img alt='{html.escape(alt)}' src='data:image/png;base64,"
                 + base64.b64encode(buf.getvalue()).decode("ascii") + "'>")
     return "\n".join([
-        f"<h2>Pageblock maps</h2><p>{len(mh.times)} maps, {format_time(mh.times[0])} .. "
+        f"<h2>Pageblock maps</h2><p>{mh.count} maps, {format_time(mh.times[0])} .. "
         f"{format_time(mh.times[-1])}.</p>",
         "<h3>The first</h3>", img(map_figure(mh.first), "the first pageblock map"),
         "<h3>The last</h3>", img(map_figure(mh.last), "the last pageblock map"),

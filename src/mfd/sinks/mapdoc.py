@@ -16,6 +16,10 @@ def zone_doc(z: ZoneMap, block_pages: int) -> dict:
         "blocks": z.blocks, "counts": counts,
         "buddyinfo_blocks": z.buddy_blocks,
         "unknown_pages": z.unknown_pages,
+        # flagless pages are per-CPU free pages (at most pcp_pages, zoneinfo's
+        # pagesets) or kernel pages with no flag: of unknown_pages, at least
+        # unknown_pages - pcp_pages are allocated
+        "pcp_pages": z.pcp_pages,
         "pinned_by_kind": {k: {"blocks": z.kind_blocks[k], "pages": z.kind_pages[k]}
                            for k in sorted(z.kind_pages, key=lambda k: -z.kind_pages[k])},
         "pinned_by_cgroup": (None if z.cgroups is None else

@@ -30,6 +30,8 @@ STYLE = {
 }
 POLLUTED_CHAR = "!"
 LABEL = 24          # "node 0 Normal    12.00G " : the left axis
+PFN_LABEL = 11      # "0x00300000 ": the row's first pfn too, on a terminal this wide:
+PFN_COLS = 110
 MIN_COLS, MIN_ROWS = 80, 24
 
 
@@ -82,7 +84,14 @@ def polluted_marks(z: ZoneMap) -> Optional[np.ndarray]:
     return marks
 
 
-def map_lines(pm: PhysMap, width: int, per_cell: int, color: bool) -> List[str]:
+def label_width(cols: int) -> int:
+    return LABEL + (PFN_LABEL if cols >= PFN_COLS else 0)
+
+
+def map_lines(pm: PhysMap, width: int, per_cell: int, color: bool,
+              pfns: bool = False) -> List[str]:
+    """The map's rows: zone, the GiB (and with ``pfns`` the pfn) where each
+    row starts, then ``width`` cells."""
     lines = []
     for z in pm.zones:
         cells = pb.worst_per_cell(z.classes, per_cell)
@@ -95,9 +104,12 @@ def map_lines(pm: PhysMap, width: int, per_cell: int, color: bool) -> List[str]:
         for r in range(0, max(1, len(cells)), width):
             pfn = (z.first_block + r * per_cell) * pm.block_pages
             label = (name if r == 0 else "")[:LABEL - 9]
-            lines.append(f"{label:<{LABEL - 9}}{gib(max(pfn, z.start_pfn), pm.page_size):>8} " +
-                         _row(cells[r:r + width], None if marks is None else marks[r:r + width],
-                              color))
+            first = max(pfn, z.start_pfn)
+            axis = f"{label:<{LABEL - 9}}{gib(first, pm.page_size):>8} "
+            if pfns:
+                axis += f"{first:#010x} ".rjust(PFN_LABEL)
+            lines.append(axis + _row(cells[r:r + width],
+                                     None if marks is None else marks[r:r + width], color))
     return lines
 
 
@@ -105,7 +117,7 @@ def legend(color: bool, with_polluted: bool) -> str:
     parts = [f"{_cell(c, False, color)}{chr(27) + '[0m' if color else ''} {name}"
              for c, (_bg, _ch, name) in sorted(STYLE.items(), key=lambda kv: kv[0])]
     if with_polluted:
-        parts.append(f"{POLLUTED_CHAR} polluted (extfrag)")
+        parts.append(f"{POLLUTED_CHAR} polluted")
     return "  ".join(parts)
 
 
@@ -141,9 +153,15 @@ def damage(pm: PhysMap) -> List[str]:
 
 
 def pinners(pm: PhysMap) -> List[str]:
-    """Per zone with pinned blocks: the top page kinds and memory cgroups."""
+    """Per zone with pinned blocks: the top page kinds and memory cgroups;
+    with uncertain blocks, how many of their flagless pages can be free."""
     lines = []
     for z in pm.zones:
+        if z.unknown_pages and z.pcp_pages is not None:
+            free = min(z.unknown_pages, z.pcp_pages)
+            lines.append(one_line(f"node {z.node} {z.zone} uncertain: "
+                                  f"{_n(z.unknown_pages, 'flagless page')}, of which at "
+                                  f"most {free} free on per-CPU lists"))
         if not z.kind_blocks:
             continue
         kinds = sorted(z.kind_pages.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -179,10 +197,11 @@ def render(pm: PhysMap, size: Tuple[int, int], color: bool) -> str:
     pins = _wrapped(damage(pm) + pinners(pm), cols)
     # header, map, blank, legend, blank, table, blank, pinners, the prompt's line
     fixed = 1 + 1 + 1 + 1 + counts.count("\n") + 1 + 1 + len(pins) + 1
-    width = cols - LABEL
+    width = cols - label_width(cols)
     map_rows = max(rows - fixed, len(pm.zones))
     per_cell = fit(pm.zones, width, map_rows)
-    out = [header(pm, per_cell)[:cols]] + map_lines(pm, width, per_cell, color)
+    out = [header(pm, per_cell)[:cols]] + map_lines(pm, width, per_cell, color,
+                                                    pfns=cols >= PFN_COLS)
     out += ["", legend(color, any(z.polluted is not None for z in pm.zones)), "", counts]
     if pins:
         out += [""] + pins

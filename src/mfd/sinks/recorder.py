@@ -13,8 +13,8 @@ from typing import Callable, Optional
 
 from .. import __version__
 from ..derive import Frame
-from ..recording import (SCHEMA_VERSION, HistoryError, check_schema, create_schema, describe,
-                         upgrade)
+from ..recording import (MAX_MAP_BLOCKS, MAX_MAP_TEXT, SCHEMA_VERSION, HistoryError,
+                         check_schema, create_schema, describe, upgrade)
 from ..safefs import check_opened, open_files, prepare_database, remove_new, side_files
 from ..term import note as stderr_note
 
@@ -97,6 +97,7 @@ class Recorder:
         self.run_id: Optional[int] = None
         self.samples = 0
         self.maps = 0
+        self._map_too_big = False
         self.conn: Optional[sqlite3.Connection] = None
         check_writable_or_fail(path)
         target, ident, created = prepare_database(path, follow_symlinks)
@@ -192,6 +193,14 @@ class Recorder:
                  json.dumps([v for run in index_runs(z.classes) for v in run],
                             separators=(",", ":")))
                 for z in pm.zones]
+        # what the reader would refuse is not written (mfd.recording's caps)
+        if sum(z.blocks for z in pm.zones) > MAX_MAP_BLOCKS or \
+                any(len(r[-1]) > MAX_MAP_TEXT for r in rows):
+            if not self._map_too_big:
+                self._map_too_big = True
+                self.note(f"a pageblock map over {MAX_MAP_BLOCKS} pageblocks or "
+                          f"{MAX_MAP_TEXT >> 20} MiB is not recorded")
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT INTO pagemap (run_id, time, node, zone, page_size, "

@@ -30,7 +30,8 @@ from ..model import Filter
 from ..model.pagetypes import PageTypeInfo
 from ..model.physmap import PhysMap, ZoneMap
 from .pagetypeinfo import PageTypeInfoError, read_pagetypeinfo
-from .procfs import BUDDYINFO, ZONEINFO, parse_buddyinfo, parse_zoneinfo
+from .procfs import (BUDDYINFO, ZONEINFO, ProcfsError, parse_buddyinfo, parse_zone_limits,
+                     parse_zoneinfo)
 
 class Holes:
     """Which pfns of a node exist: online memory blocks, else System RAM,
@@ -40,6 +41,8 @@ class Holes:
                  iomem: str = "/proc/iomem", page_size: int = 4096):
         self.blocks: Optional[MemoryBlocks] = memory_blocks(sysfs, page_size)
         self.ram: List[Tuple[int, int]] = []
+        self.sysfs = sysfs
+        self._zone_of: Dict[int, Optional[str]] = {}
         if self.blocks is None:
             self.ram = iomem_ram(iomem, page_size)
             say("no memory blocks in /sys/devices/system/memory: holes from /proc/iomem"
@@ -57,6 +60,33 @@ class Holes:
             return ranges_valid(pfns, self.ram)
         return np.ones(len(pfns), bool)
 
+    def block_zone(self, block: int) -> Optional[str]:
+        """The zone an online memory block is in, from its valid_zones file
+        (drivers/base/memory.c valid_zones_show(): one zone name for an
+        online block, "none" for one that spans two zones)."""
+        if block not in self._zone_of:
+            path = os.path.join(self.sysfs, "devices/system/memory", f"memory{block}",
+                                "valid_zones")
+            try:
+                with open(path, "rb") as f:
+                    words = f.read(256).decode("ascii", "replace").split()
+            except OSError:
+                words = []
+            self._zone_of[block] = words[0] if len(words) == 1 and words[0] != "none" else None
+        return self._zone_of[block]
+
+    def owned(self, pfns: np.ndarray, zone: str, default: bool) -> np.ndarray:
+        """bool per pfn: its memory block says it is ``zone``'s, or says
+        nothing and ``default``."""
+        if self.blocks is None:
+            return np.full(len(pfns), default)
+        blk = pfns // self.blocks.block_pages
+        out = np.empty(len(pfns), bool)
+        for b in np.unique(blk).tolist():
+            name = self.block_zone(b)
+            out[blk == b] = default if name is None else name == zone
+        return out
+
 
 def pageblock_order_guess(page_size: int = 0) -> int:
     """pageblock_order without reading /proc/pagetypeinfo: HPAGE_PMD_ORDER
@@ -71,6 +101,18 @@ def total_blocks(order: int, zoneinfo: str = ZONEINFO) -> int:
     """Pageblocks spanned by the populated zones."""
     return sum(-(-z.end // (1 << order)) - z.start // (1 << order)
                for z in _zones(Filter(), zoneinfo))
+
+
+def read_pagetypes(say: Callable[[str], None]) -> Tuple[Optional[PageTypeInfo], Optional[float]]:
+    """/proc/pagetypeinfo, read once for a map, and how long the kernel took
+    (it holds each zone's lock with interrupts off); (None, None), said, when
+    it cannot be read."""
+    t0 = time.monotonic()
+    try:
+        return read_pagetypeinfo(), time.monotonic() - t0
+    except PageTypeInfoError as e:
+        say(f"{e}: the map has no migratetype column")
+        return None, None
 
 
 def _pageblock_order(pt: Optional[PageTypeInfo], page_size: int,
@@ -98,15 +140,21 @@ def _cgroup_paths(say: Callable[[str], None]) -> Callable[[int], str]:
 class _Zone:
     """What is known of one zone before its pages are read."""
 
-    def __init__(self, z: dict):
+    def __init__(self, z: dict, pcp: Optional[int] = None):
         self.node, self.zone = z["node"], z["zone"]
         self.start, self.end = z["start_pfn"], z["start_pfn"] + z["spanned"]
+        self.pcp = pcp              # pages on the per-CPU lists (zoneinfo pagesets)
 
 
 def _zones(flt: Filter, zoneinfo: str) -> List[_Zone]:
     with open(zoneinfo, "rb") as f:
         text = f.read(64 << 20).decode("ascii", "replace")
-    out = [_Zone(z) for z in parse_zoneinfo(text, zoneinfo) if z["present"]]
+    try:
+        pcp = {(lim.node, lim.zone): lim.pcp_count for lim in parse_zone_limits(text, zoneinfo)}
+    except ProcfsError:
+        pcp = {}
+    out = [_Zone(z, pcp.get((z["node"], z["zone"]))) for z in parse_zoneinfo(text, zoneinfo)
+           if z["present"]]
     return [z for z in out if flt.wants(z.node, z.zone)]
 
 
@@ -117,31 +165,42 @@ def _pinned_runs(cls: np.ndarray) -> List[Tuple[int, int]]:
     return list(zip(d[0::2].tolist(), d[1::2].tolist()))
 
 
-def _overlapping(z: _Zone, earlier: List[_Zone]) -> List[Tuple[int, int]]:
-    return [(max(z.start, e.start), min(z.end, e.end)) for e in earlier
-            if e.node == z.node and e.start < z.end and z.start < e.end]
+def _shared(z: _Zone, every: List[_Zone]) -> List[Tuple[int, int, bool]]:
+    """The pfn ranges ``z`` shares with other zones of its node (ZONE_MOVABLE
+    beside Normal with kernelcore=mirror, or after memory hot-add onlined
+    movable), each with whether ``z`` takes it where no memory block says
+    (the zone first in zoneinfo does)."""
+    out = []
+    for e in every:
+        if e is not z and e.node == z.node and e.start < z.end and z.start < e.end:
+            out.append((max(z.start, e.start), min(z.end, e.end),
+                        every.index(z) < every.index(e)))
+    return out
 
 
 def map_zone(z: _Zone, flags_fd: int, cgroup_fd: Optional[int], holes: Holes, P: int,
-             unevictable_movable: bool, taken: List[Tuple[int, int]],
+             rules: Dict[str, bool], shared: List[Tuple[int, int, bool]],
              pace: Optional[Pace] = None) -> ZoneMap:
+    """``rules``: classify()'s keyword arguments for the running kernel;
+    ``shared``: _shared()'s ranges, each pfn of which is one zone's."""
     b0, b1 = z.start // P, -(-z.end // P)
     tally = pb.Tally()
     per_cg: Dict[int, int] = {}
     for lo, flags in batches(flags_fd, b0 * P, (b1 - b0) * P, pace=pace):  # BATCH: whole blocks
         n = min(BATCH, b1 * P - lo)
+        short = None
         if len(flags) < n:                        # past the last section: none of it exists
-            flags = np.concatenate((flags, np.zeros(n - len(flags), np.uint64)))
             short = lo + len(flags)
-        else:
-            short = None
+            flags = np.concatenate((flags, np.zeros(n - len(flags), np.uint64)))
         pfns = np.arange(lo, lo + n, dtype=np.int64)
         valid = (pfns >= z.start) & (pfns < z.end) & holes.valid(pfns, z.node)
         if short is not None:
             valid &= pfns < short
-        for a, b in taken:
-            valid &= (pfns < a) | (pfns >= b)
-        t = pb.classify(flags, valid, P, unevictable_movable)
+        for a, b, mine in shared:
+            inside = (pfns >= a) & (pfns < b)
+            if inside.any():
+                valid[inside] &= holes.owned(pfns[inside], z.zone, mine)
+        t = pb.classify(flags, valid, P, **rules)
         tally.add(t)
         if cgroup_fd is not None and t.kind_pages:
             for first, last in _pinned_runs(t.classes):
@@ -150,8 +209,10 @@ def map_zone(z: _Zone, flags_fd: int, cgroup_fd: Optional[int], holes: Holes, P:
                 for ino, pages in pb.pinning_cgroups(g, mask).items():
                     per_cg[ino] = per_cg.get(ino, 0) + pages
     zm = ZoneMap(z.node, z.zone, z.start, z.end, b0, tally.classes, tally.movable_pages,
-                 tally.kind_blocks, tally.kind_pages, None, tally.unknown_pages)
+                 kind_blocks=tally.kind_blocks, kind_pages=tally.kind_pages,
+                 unknown_pages=tally.unknown_pages)
     zm.cgroups = per_cg if cgroup_fd is not None else None     # inodes; named by the caller
+    zm.pcp_pages = z.pcp
     return zm
 
 
@@ -165,46 +226,43 @@ def _buddy_blocks(order: int, buddyinfo: str) -> Dict[Tuple[int, str], int]:
 
 def take_map(flt: Filter, say: Callable[[str], None], pagetypes: bool = True,
              zoneinfo: str = ZONEINFO, buddyinfo: str = BUDDYINFO,
-             flags_path: str = KPAGEFLAGS, cgroup_path: str = KPAGECGROUP,
+             flags_path: str = KPAGEFLAGS, cgroup_path: Optional[str] = KPAGECGROUP,
              sysfs: str = "/sys", max_cgroups: int = 8,
              rate: Optional[float] = None, known: Optional[PageTypeInfo] = None) -> PhysMap:
     """The map of every zone ``flt`` passes.  ``rate``: at most this many
     pfns read per second (None: as fast as the kernel serves them).
-    ``known``: pagetypeinfo the caller has read already (not read again)."""
+    ``known``: pagetypeinfo the caller has read already (not read again).
+    ``cgroup_path`` None: no memory cgroups (recorded maps keep classes only)."""
     page_size = os.sysconf("SC_PAGE_SIZE")
     flags_fd = open_page_file(flags_path, required=True)
     cgroup_fd = None
     try:
-        cgroup_fd = open_page_file(cgroup_path, required=False)
-        if cgroup_fd is None:
+        cgroup_fd = None if cgroup_path is None else open_page_file(cgroup_path, required=False)
+        if cgroup_fd is None and cgroup_path is not None:
             say(f"no {cgroup_path} (a kernel without CONFIG_MEMCG): the map has no "
                 "cgroup column")
         pt, pt_seconds = known, None
         if pagetypes and known is None:
-            t0 = time.monotonic()
-            try:
-                pt = read_pagetypeinfo()
-                pt_seconds = time.monotonic() - t0
-            except PageTypeInfoError as e:
-                say(f"{e}: the map has no migratetype column")
+            pt, pt_seconds = read_pagetypes(say)
         order = _pageblock_order(pt, page_size, say)
         P = 1 << order
         holes = Holes(say, sysfs, page_size=page_size)
-        unevictable_movable = facts.sysctl_int("vm/compact_unevictable_allowed", 1) != 0
-        zones = _zones(flt, zoneinfo)
+        rules = {"unevictable_movable":
+                 facts.sysctl_int("vm/compact_unevictable_allowed", 1) != 0,
+                 "large_folios_move":
+                 tuple(facts.kernel_version()[:2]) >= pb.LARGE_FOLIO_COMPACTION_SINCE}
+        every = _zones(Filter(), zoneinfo)          # overlaps count filtered-out zones too
+        zones = [z for z in every if flt.wants(z.node, z.zone)]
         before = _buddy_blocks(order, buddyinfo)
         t0 = time.monotonic()
         pace = Pace(rate)
         maps: List[ZoneMap] = []
-        done: List[_Zone] = []
         for z in zones:
-            taken = _overlapping(z, done)
-            if taken:
-                say(f"node {z.node} zone {z.zone} overlaps an earlier zone of its node "
-                    "(kernelcore=mirror or movablecore): the shared pfns are drawn there")
-            maps.append(map_zone(z, flags_fd, cgroup_fd, holes, P, unevictable_movable, taken,
-                                 pace))
-            done.append(z)
+            shared = _shared(z, every)
+            if shared and holes.blocks is None:
+                say(f"node {z.node} zone {z.zone} overlaps another zone of its node, and no "
+                    "memory block says whose pfns are whose: the first zone gets them")
+            maps.append(map_zone(z, flags_fd, cgroup_fd, holes, P, rules, shared, pace))
         read_seconds = time.monotonic() - t0
         after = _buddy_blocks(order, buddyinfo)
     finally:
@@ -258,7 +316,13 @@ class PeriodicMaps:
             self.pt: Optional[PageTypeInfo] = read_pagetypeinfo()
         except PageTypeInfoError:
             self.pt = None
-        self.flt, self.interval, self.say, self.rate = flt, interval, say, rate
+        said: set = set()
+
+        def once(msg: str) -> None:       # the same facts every map: say them once
+            if msg not in said:
+                said.add(msg)
+                say(msg)
+        self.flt, self.interval, self.say, self.rate = flt, interval, once, rate
         self._q: "queue.Queue" = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pagemaps", daemon=True)
@@ -272,7 +336,7 @@ class PeriodicMaps:
             t0 = time.monotonic()
             try:
                 self._q.put(take_map(self.flt, self.say, pagetypes=False, rate=self.rate,
-                                     known=self.pt))
+                                     known=self.pt, cgroup_path=None))
             except Exception as e:          # handed to the main thread by ready()
                 self._q.put(e)
                 return
