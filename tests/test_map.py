@@ -415,3 +415,18 @@ def test_flagless_pages_are_counted_with_the_per_cpu_bound(tmp_path):
     assert pm.zones[0].unknown_pages == 100
     doc = map_doc(pm, [])
     assert doc["zones"][0]["unknown_pages"] == 100
+
+
+def test_on_a_short_terminal_the_details_shrink_so_the_map_keeps_its_rows():
+    pm = _pm()
+    for z in pm.zones:
+        z.kind_blocks = {f"kind{i}": 10 - i for i in range(6)}
+        z.kind_pages = {f"kind{i}": 1000 * (10 - i) for i in range(6)}
+        z.cgroups = [(f"/a/very/long/cgroup/path/number/{i}" * 2, 5) for i in range(4)]
+        z.unknown_pages, z.pcp_pages = 1000, 500
+    small = maptext.render(pm, (80, 24), False)
+    rows = [l for l in small.split("\n") if re.match(r"^(node \d+ \w+| +)\s+\d+\.\d\dG ", l)]
+    assert len(rows) >= maptext.MIN_MAP_ROWS, small
+    assert "pinned blocks by kind: kind0 10, kind1 9, kind2 8; cgroup /a/ve" in small
+    big = maptext.render(pm, (120, 60), False)
+    assert "memory cgroups:" in big and "flagless pages, of which at most 500" in big

@@ -142,21 +142,35 @@ def _top(items, n: int = 3) -> str:
     return ", ".join(items[:n])
 
 
-def damage(pm: PhysMap) -> List[str]:
+def damage(pm: PhysMap, compact: bool = False) -> List[str]:
     """Per zone, what the extfrag events seen while watching did."""
     if pm.events_seconds is None:
         return []
+    if compact:
+        return [one_line(f"node {z.node} {z.zone}: {len(z.polluted or ())} pageblocks "
+                         f"polluted, {len(z.converted or ())} converted in "
+                         f"{pm.events_seconds:g} s") for z in pm.zones]
     return [one_line(f"node {z.node} {z.zone}: extfrag events in {pm.events_seconds:g} s "
                      f"polluted {_n(len(z.polluted or ()), 'pageblock')} (marked "
                      f"{POLLUTED_CHAR}) and converted {len(z.converted or ())}")
             for z in pm.zones]
 
 
-def pinners(pm: PhysMap) -> List[str]:
+def pinners(pm: PhysMap, compact: bool = False) -> List[str]:
     """Per zone with pinned blocks: the top page kinds and memory cgroups;
-    with uncertain blocks, how many of their flagless pages can be free."""
+    with uncertain blocks, how many of their flagless pages can be free.
+    ``compact``: one line per zone, the kinds by blocks and the top cgroup
+    (for a short terminal: the map comes first)."""
     lines = []
     for z in pm.zones:
+        if compact:
+            if z.kind_blocks:
+                kinds = sorted(z.kind_blocks.items(), key=lambda kv: (-kv[1], kv[0]))
+                text = ", ".join(f"{k} {n}" for k, n in kinds[:3])
+                top = f"; cgroup {z.cgroups[0][0]}" if z.cgroups else ""
+                lines.append(one_line(f"node {z.node} {z.zone} pinned blocks by kind: "
+                                      f"{text}{top}"))
+            continue
         if z.unknown_pages and z.pcp_pages is not None:
             free = min(z.unknown_pages, z.pcp_pages)
             lines.append(one_line(f"node {z.node} {z.zone} uncertain: "
@@ -191,12 +205,21 @@ def _wrapped(lines: List[str], cols: int) -> List[str]:
     return out
 
 
+MIN_MAP_ROWS = 10      # below this the details shrink to a line per zone
+
+
 def render(pm: PhysMap, size: Tuple[int, int], color: bool) -> str:
     cols, rows = max(size[0], MIN_COLS), max(size[1], MIN_ROWS)
     counts = counts_table(pm)
+
+    def fixed_rows(pins):
+        # header, map, blank, legend, blank, table, blank, pinners, the prompt's line
+        return 1 + 1 + 1 + 1 + counts.count("\n") + 1 + 1 + len(pins) + 1
     pins = _wrapped(damage(pm) + pinners(pm), cols)
-    # header, map, blank, legend, blank, table, blank, pinners, the prompt's line
-    fixed = 1 + 1 + 1 + 1 + counts.count("\n") + 1 + 1 + len(pins) + 1
+    if rows - fixed_rows(pins) < max(MIN_MAP_ROWS, len(pm.zones)):
+        pins = [line[:cols - 3] + "..." if len(line) > cols else line
+                for line in damage(pm, True) + pinners(pm, True)]
+    fixed = fixed_rows(pins)
     width = cols - label_width(cols)
     map_rows = max(rows - fixed, len(pm.zones))
     per_cell = fit(pm.zones, width, map_rows)
