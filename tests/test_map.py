@@ -430,3 +430,15 @@ def test_on_a_short_terminal_the_details_shrink_so_the_map_keeps_its_rows():
     assert "pinned blocks by kind: kind0 10, kind1 9, kind2 8; cgroup /a/ve" in small
     big = maptext.render(pm, (120, 60), False)
     assert "memory cgroups:" in big and "flagless pages, of which at most 500" in big
+
+
+def test_the_event_table_says_the_pageblocks_per_zone():
+    from mfd.model import ExtfragResult
+    from mfd.model.events import ExtfragZone
+    from mfd.sinks.events_text import extfrag_text
+    ev = ExtfragResult(events=5, change_ownership=4,
+                       pageblocks=(ExtfragZone(0, "Normal", 1, 8), ExtfragZone(1, "Nor\x1bmal", 0, 2)),
+                       pageblocks_dropped=3)
+    text = extfrag_text(ev)
+    assert "pageblocks polluted/converted: node 0 Normal 1/8, node 1 Nor\\x1bmal 0/2" in text
+    assert "(3 events not bucketed: map full)" in text and "\x1b" not in text

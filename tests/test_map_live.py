@@ -115,6 +115,51 @@ def test_page_tables_of_a_workload_pin_blocks_named_by_kind_and_cgroup():
     assert top["pages"] >= 160 * 1024 * 0.9
 
 
+def ftrace_blocks(recs):
+    """(polluted, converted) pageblock numbers of ftrace's extfrag records, by
+    the rules of bpf/pageblock.h, worked out here from the raw fields."""
+    polluted, converted = set(), set()
+    for _comm, _pid, _ev, f in recs:
+        pfn, fo = int(f["pfn"], 0), int(f["fallback_order"])
+        if int(f["change_ownership"]) == 0 and fo < 9:
+            polluted.add(pfn >> 9)
+        elif int(f["change_ownership"]) == 1:
+            first = (pfn & ~((1 << max(fo, 9)) - 1)) >> 9
+            converted.update(range(first, first + (1 << max(0, fo - 9))))
+    return polluted, converted
+
+
+def test_the_monitors_extfrag_group_counts_the_pageblocks_ftrace_names():
+    """mfd --events extfrag's per-zone pageblocks over one interval: at least
+    the workload's own (ftrace, by pid), at most every event ftrace saw over
+    a window around the interval."""
+    from mfd.sources.events import EventSource
+    from test_events_live import Ftrace
+    from workloads import Child
+    c = EventSource(["extfrag"], note=lambda m: None)
+    try:
+        with Ftrace("kmem/mm_page_alloc_extfrag", name="mfd-pageblocks") as ft:
+            c.poll()
+            child = Child("page-tables", "--gib", "800")
+            child.run()
+            ev = c.poll().get("extfrag")
+            ft.stop()
+            records = ft.records()
+    finally:
+        c.close()
+    mine = [r for r in records if r[1] == child.pid]
+    if not mine:
+        pytest.skip("the page-table workload made no extfrag event")
+    want_p, want_c = ftrace_blocks(mine)
+    all_p, all_c = ftrace_blocks(records)
+    got_p = sum(z.polluted for z in ev.pageblocks)
+    got_c = sum(z.converted for z in ev.pageblocks)
+    assert len(want_c) <= got_c <= len(all_c) and len(want_p) <= got_p <= len(all_p), \
+        (got_p, got_c, len(want_p), len(want_c), len(all_p), len(all_c))
+    assert {z.zone for z in ev.pageblocks} <= {"DMA", "DMA32", "Normal", "Movable"}
+    assert ev.pageblocks_dropped == 0
+
+
 def test_events_mark_the_pageblocks_the_kernels_tracepoint_names():
     """mfd map --events: the pageblocks of the workload's extfrag events, as
     an ftrace instance records them (pfn >> 9, fallbacks of order >= 9
@@ -135,16 +180,7 @@ def test_events_mark_the_pageblocks_the_kernels_tracepoint_names():
     assert p.returncode == 0, err
     doc = json.loads(out)
 
-    def blocks(recs):
-        polluted, converted = set(), set()
-        for _comm, _pid, _ev, f in recs:
-            pfn, fo = int(f["pfn"], 0), int(f["fallback_order"])
-            if int(f["change_ownership"]) == 0 and fo < 9:
-                polluted.add(pfn >> 9)
-            elif int(f["change_ownership"]) == 1:
-                first = (pfn & ~((1 << max(fo, 9)) - 1)) >> 9
-                converted.update(range(first, first + (1 << max(0, fo - 9))))
-        return polluted, converted
+    blocks = ftrace_blocks
     mine = [r for r in records if r[1] == child.pid]
     if not mine:
         pytest.skip("the page-table workload made no extfrag event")

@@ -10,11 +10,14 @@ import pytest
 from mfd.model import (GROUPS, RESULT_TYPES, AllocFailure, AllocOrder, AllocResult,
                        CompactionResult, CompactionZone, DirectCompaction, Events, ExtfragResult,
                        ExtfragRow, Filter, HistBucket, KcompactdWake)
+from mfd.model.events import ExtfragZone
 from mfd.sources.events import GROUP_TYPES
 
 # The keys mfd has written since schema 1, in order (README: Events, --json).
 SHAPES = {
-    ExtfragResult: ["events", "change_ownership", "cumulative", "rate", "dropped", "by_process"],
+    ExtfragResult: ["events", "change_ownership", "cumulative", "rate", "dropped", "by_process",
+                    "pageblocks", "pageblocks_dropped"],
+    ExtfragZone: ["node", "zone", "polluted", "converted"],
     ExtfragRow: ["pid", "comm", "alloc_order", "fallback_order", "alloc_migratetype",
                  "fallback_migratetype", "events", "change_ownership", "cumulative", "rate",
                  "cgroup"],

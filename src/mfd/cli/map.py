@@ -10,15 +10,15 @@ import sys
 import time
 from typing import List
 
+from .. import ebpf
 from ..errors import MfdError, UsageError
 from ..kernel.kpageflags import KPAGEFLAGS, open_page_file
 from ..safefs import output_target
 from ..model import Filter
 from ..sinks.mapdoc import map_doc
 from ..sinks.maptext import render
-from ..sources.blockevents import BlockEvents
-from ..sources.pagemap import (attach_block_events, pageblock_order_guess, read_pagetypes,
-                               take_map, total_blocks)
+from ..kernel.facts import pageblock_order_guess
+from ..sources.pagemap import attach_block_events, read_pagetypes, take_map
 from ..sources.procfs import ProcfsSource
 from ..term import info, noted
 from . import common
@@ -86,20 +86,24 @@ def use_color(choice: str) -> bool:
 
 def watch(seconds: float, order: int, debug: bool):
     """Count extfrag events per pageblock of ``order`` for ``seconds`` (or
-    until Ctrl-C): (polluted, converted, seconds watched)."""
-    ev = BlockEvents(order, total_blocks(order), info, debug)
+    until Ctrl-C), through the monitor's extfrag group (bpf/extfrag.bpf.c
+    buckets them in the kernel): (polluted, converted, seconds watched)."""
+    from ..sources.events import EventSource
+    ev = EventSource(["extfrag"], note=info, debug=debug, pageblock_order=order)
+    ebpf.release_loader()               # loaded: the compiler's process can go
     t0 = time.monotonic()
     try:
         try:
             time.sleep(seconds)
         except KeyboardInterrupt:           # the user has seen enough: draw now
             info(f"watched {time.monotonic() - t0:.1f} s of {seconds:g}")
-        polluted, converted, dropped = ev.read()
+        result = ev.poll().get("extfrag")
+        group = ev.groups[0]
     finally:
         ev.close()
-    if dropped:
-        info(f"{dropped} extfrag events found no room in the pageblock map")
-    return polluted, converted, time.monotonic() - t0
+    if result.pageblocks_dropped:
+        info(f"{result.pageblocks_dropped} extfrag events found no room in the pageblock map")
+    return group.polluted, group.converted, time.monotonic() - t0
 
 
 def _check_outputs(args) -> None:

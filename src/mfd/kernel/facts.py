@@ -193,6 +193,15 @@ def hpage_pmd_size(path: str = THP_PMD_SIZE) -> Optional[int]:
     return int(line) if line and line.isdigit() and int(line) > 0 else None
 
 
+def pageblock_order_guess(page_size: int = 0) -> int:
+    """pageblock_order without reading /proc/pagetypeinfo: HPAGE_PMD_ORDER
+    where THP is configured (6.12+ take it so, and HUGETLB_PAGE_ORDER before
+    is the same on x86-64 and arm64 with 4 KiB pages), else 9."""
+    page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+    thp = hpage_pmd_size()
+    return (thp // page_size).bit_length() - 1 if thp else 9
+
+
 def hugetlb_sizes(path: str = HUGETLB_DIR) -> List[int]:
     """Every hugetlb page size in bytes (hugepages-2048kB ...), smallest first."""
     try:

@@ -145,13 +145,25 @@ class ExtfragRow(ProcessRow):
 
 
 @dataclass(frozen=True)
+class ExtfragZone(Record):
+    """The distinct pageblocks of one zone that the interval's fallbacks
+    polluted (change_ownership 0 below pageblock order: the block kept its
+    type) and converted (change_ownership 1)."""
+
+    node: int = 0
+    zone: str = ""
+    polluted: int = 0
+    converted: int = 0
+
+
+@dataclass(frozen=True)
 class ExtfragResult(GroupResult):
     """kmem:mm_page_alloc_extfrag: fallback steals, per process."""
 
     NAME: ClassVar[str] = "extfrag"
     COUNTS: ClassVar[Tuple[str, ...]] = ("events", "change_ownership", "dropped")
     HEADLINE: ClassVar[Tuple[str, ...]] = ("events", "change_ownership")
-    NESTED: ClassVar[Mapping[str, type]] = {"by_process": ExtfragRow}
+    NESTED: ClassVar[Mapping[str, type]] = {"by_process": ExtfragRow, "pageblocks": ExtfragZone}
 
     events: int = 0
     change_ownership: int = 0    # steals that took over the whole pageblock
@@ -159,6 +171,9 @@ class ExtfragResult(GroupResult):
     rate: float = 0.0            # events per second
     dropped: int = 0             # not counted: the map was full
     by_process: Tuple[ExtfragRow, ...] = ()
+    # per zone (with any), pageblocks polluted and converted in the interval
+    pageblocks: Tuple[ExtfragZone, ...] = ()
+    pageblocks_dropped: int = 0  # events not bucketed: more distinct pageblocks than the map holds
 
 
 @dataclass(frozen=True)

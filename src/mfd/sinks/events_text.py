@@ -11,6 +11,7 @@ from typing import Dict, List, Sequence
 
 from ..model import (AllocResult, CompactionResult, Events, ExtfragResult, Filter,
                      GroupResult, HistBucket)
+from ..term import one_line
 from .table import table
 
 MAX_ROWS = 20
@@ -76,6 +77,11 @@ def extfrag_text(ev: ExtfragResult, flt: Filter = Filter(), by: str = "process")
             f"{ev.change_ownership} took over their pageblock; {ev.cumulative} since start")
     if ev.dropped:
         head += f"; {ev.dropped} not counted (map full)"
+    if ev.pageblocks:
+        head += "\n  pageblocks polluted/converted: " + ", ".join(
+            f"node {z.node} {one_line(z.zone)} {z.polluted}/{z.converted}" for z in ev.pageblocks)
+        if ev.pageblocks_dropped:
+            head += f" ({ev.pageblocks_dropped} events not bucketed: map full)"
     if not ev.by_process:
         return head
     if by == "cgroup":

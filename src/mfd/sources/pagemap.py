@@ -88,21 +88,6 @@ class Holes:
         return out
 
 
-def pageblock_order_guess(page_size: int = 0) -> int:
-    """pageblock_order without reading /proc/pagetypeinfo: HPAGE_PMD_ORDER
-    where THP is configured (6.12+ take it so, and HUGETLB_PAGE_ORDER before
-    is the same on x86-64 and arm64 with 4 KiB pages), else 9."""
-    page_size = page_size or os.sysconf("SC_PAGE_SIZE")
-    thp = facts.hpage_pmd_size()
-    return (thp // page_size).bit_length() - 1 if thp else 9
-
-
-def total_blocks(order: int, zoneinfo: str = ZONEINFO) -> int:
-    """Pageblocks spanned by the populated zones."""
-    return sum(-(-z.end // (1 << order)) - z.start // (1 << order)
-               for z in _zones(Filter(), zoneinfo))
-
-
 def read_pagetypes(say: Callable[[str], None]) -> Tuple[Optional[PageTypeInfo], Optional[float]]:
     """/proc/pagetypeinfo, read once for a map, and how long the kernel took
     (it holds each zone's lock with interrupts off); (None, None), said, when
@@ -119,7 +104,7 @@ def _pageblock_order(pt: Optional[PageTypeInfo], page_size: int,
                      say: Callable[[str], None]) -> int:
     if pt is not None:
         return pt.pageblock_order
-    order = pageblock_order_guess(page_size)
+    order = facts.pageblock_order_guess(page_size)
     say(f"pageblock order {order} taken from the THP size (pagetypeinfo unread)")
     return order
 

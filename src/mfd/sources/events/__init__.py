@@ -69,7 +69,8 @@ class EventSource:
     def __init__(self, groups: Sequence[str], filter: Filter = Filter(),
                  alloc_probe: str = "auto", note: Callable[[str], None] = stderr_note,
                  debug: bool = False, load: bool = True, btf_path: Optional[str] = None,
-                 alloc_function: Optional[str] = None, loader: str = "auto"):
+                 alloc_function: Optional[str] = None, loader: str = "auto",
+                 pageblock_order: Optional[int] = None):
         unknown = [g for g in groups if g not in GROUP_TYPES]
         if unknown or not groups:
             raise UsageError(f"unknown event group {unknown[0] if unknown else ''!r} "
@@ -86,12 +87,13 @@ class EventSource:
         cgroups = CgroupNames(note) if {"extfrag", "compaction"} & set(groups) else None
         self.groups: List[Group] = [
             GROUP_TYPES[g](btf=btf, nr_orders=self.nr_orders, alloc_probe=alloc_probe,
-                           note=note, alloc_function=alloc_function, cgroups=cgroups)
+                           note=note, alloc_function=alloc_function, cgroups=cgroups,
+                           pageblock_order=pageblock_order)
             for g in GROUPS if g in groups]
         self.alloc_probe = next((g.probe for g in self.groups if g.name == "alloc"), None)
         self.cflags = self._cflags()
         self._last = time.monotonic()
-        self._zone_cache: Tuple[object, Dict, Dict] = (None, {}, {})
+        self._zone_cache: Tuple[object, Dict, Dict, tuple] = (None, {}, {}, ())
         if load:
             self._load()
             self._last = time.monotonic()
@@ -128,19 +130,23 @@ class EventSource:
 
     # -- sampling ---------------------------------------------------------
 
-    def _zones(self, snapshot: Optional[Snapshot]) -> Tuple[Dict, Dict]:
-        """zone_start_pfn -> (node, name) and (node, zone_idx) -> name, from a
-        snapshot (read from /proc when none is given).  Zones grow with memory
-        hot-add, but a zone's start pfn does not move."""
+    def _zones(self, snapshot: Optional[Snapshot]) -> Tuple[Dict, Dict, tuple]:
+        """zone_start_pfn -> (node, name), (node, zone_idx) -> name and the
+        populated zones' spans, from a snapshot (read from /proc when none is
+        given).  Zones grow with memory hot-add, but a zone's start pfn does
+        not move."""
         if snapshot is None:
             from ..procfs import ProcfsSource
             snapshot = ProcfsSource().snapshot()
         zones = list(snapshot.zones())
-        key = tuple((z.node, z.zone_idx, z.start_pfn) for z in zones)
+        key = tuple((z.node, z.zone_idx, z.start_pfn, z.spanned) for z in zones)
         if key != self._zone_cache[0]:
-            self._zone_cache = (key, {z.start_pfn: (z.node, z.zone) for z in zones if z.populated},
-                                {(z.node, z.zone_idx): z.zone for z in zones})
-        return self._zone_cache[1], self._zone_cache[2]
+            live = [z for z in zones if z.populated]
+            self._zone_cache = (key, {z.start_pfn: (z.node, z.zone) for z in live},
+                                {(z.node, z.zone_idx): z.zone for z in zones},
+                                tuple(sorted((z.start_pfn, z.start_pfn + z.spanned, z.node,
+                                              z.zone) for z in live)))
+        return self._zone_cache[1], self._zone_cache[2], self._zone_cache[3]
 
     def poll(self, snapshot: Optional[Snapshot] = None) -> Events:
         """Everything counted since the previous poll (or since loading).
@@ -150,7 +156,7 @@ class EventSource:
         ctx = PollContext(elapsed=now - self._last, filter=self.filter)
         self._last = now
         if any(g.needs_zones for g in self.groups):
-            ctx.zones, ctx.zone_names = self._zones(snapshot)
+            ctx.zones, ctx.zone_names, ctx.spans = self._zones(snapshot)
         return Events(round(ctx.elapsed, 6), self.filter,
                       tuple(g.poll(ctx) for g in self.groups))
 

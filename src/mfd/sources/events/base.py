@@ -17,6 +17,8 @@ class PollContext:
     filter: Filter = Filter()                        # -i/-c, kernel spelling
     zones: Dict[int, Tuple[int, str]] = field(default_factory=dict)  # zone_start_pfn -> (node, name)
     zone_names: Dict[Tuple[int, int], str] = field(default_factory=dict)  # (node, zone_idx) -> name
+    # (start_pfn, end_pfn, node, name) of the populated zones, by start
+    spans: Tuple[Tuple[int, int, int, str], ...] = ()
 
     def rate(self, n: int) -> float:
         return round(n / self.elapsed, 3) if self.elapsed > 0 else 0.0
