@@ -31,3 +31,16 @@ def median(xs) -> float:
 
 def spread(xs) -> str:
     return f"median {median(xs):.1f} (min {min(xs):.1f}, max {max(xs):.1f})"
+
+
+def cpu_seconds(pid: int) -> float:
+    """On-CPU seconds (user + system) of all the process's threads, ns-precise
+    (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that just ended
+    return total / 1e9

@@ -21,15 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import WORKLOADS, median  # noqa: E402
-
-def cpu_seconds(pid: int) -> float:
-    """On-CPU seconds (user + system) of all the process's threads, ns-precise."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total / 1e9
+from _common import WORKLOADS, cpu_seconds, median  # noqa: E402
 
 
 def events_in(sample: dict):

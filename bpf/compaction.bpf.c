@@ -12,7 +12,9 @@
  *       tracepoint where try_to_compact_pages() returns, so the stall is
  *       measured as the compaction runs (begin->end) that task makes inside
  *       it; zones skipped or deferred in between take microseconds and are
- *       not counted.  One histogram entry per run, in log2 microseconds.
+ *       not counted.  One histogram entry per run, in log2 microseconds;
+ *       the same runs are summed per zone too (direct_zones), the stalls
+ *       each zone cost allocating tasks.
  *   mm_compaction_kcompactd_wake per node, order and highest zone.  The field
  *       is highest_zoneidx since 5.8 (commit 97a225e69a1f, "mm/page_alloc:
  *       integrate classzone_idx and high_zoneidx"), classzone_idx before:
@@ -46,6 +48,7 @@ BPF_TABLE("lru_hash", u32, struct mfd_direct_task, direct_task, 4096);
 BPF_HASH(compact_begins, u64, u64, 1024);			/* zone_start -> begins */
 BPF_HASH(compact_runs, struct mfd_compact_key, struct mfd_compact_val, 1024);
 BPF_HASH(direct_compact, struct mfd_direct_key, struct mfd_direct_val, 4096);
+BPF_HASH(direct_zones, u64, struct mfd_direct_zone_val, 1024);	/* zone_start -> */
 BPF_HASH(kcompactd_wakes, struct mfd_kcompactd_key, u64, 1024);
 BPF_PERCPU_ARRAY(compact_counts, struct mfd_compact_counts, 1);
 
@@ -97,11 +100,13 @@ TRACEPOINT_PROBE(compaction, mm_compaction_begin)
 	return MFD_TP_PASS;
 }
 
-/* The run just ended in a task inside direct compaction: charge the stall. */
-static __always_inline void mfd_direct_stall(u32 tid, u64 now, u64 delta)
+/* The run just ended in a task inside direct compaction: charge the stall,
+ * to the task's row and to the zone it compacted. */
+static __always_inline void mfd_direct_stall(u32 tid, u64 now, u64 delta, u64 zone)
 {
 	struct mfd_direct_task *task = direct_task.lookup(&tid);
 	struct mfd_direct_val zero = {}, *val;
+	struct mfd_direct_zone_val zzero = {}, *zval;
 	u64 begin = now - delta, slot;
 
 	if (!task)
@@ -111,6 +116,13 @@ static __always_inline void mfd_direct_stall(u32 tid, u64 now, u64 delta)
 		return;
 	}
 	task->last_ns = now;
+	zval = direct_zones.lookup_or_try_init(&zone, &zzero);
+	if (zval) {
+		__sync_fetch_and_add(&zval->runs, 1);
+		__sync_fetch_and_add(&zval->stall_ns, delta);
+	} else {
+		mfd_compact_dropped();
+	}
 	/* User space may have read and cleared the row since the episode began. */
 	val = direct_compact.lookup_or_try_init(&task->key, &zero);
 	if (!val) {
@@ -154,7 +166,7 @@ TRACEPOINT_PROBE(compaction, mm_compaction_end)
 	__sync_fetch_and_add(&val->total_ns, delta);
 	if (delta > val->max_ns)
 		val->max_ns = delta;	/* racy by design: a lost maximum is harmless */
-	mfd_direct_stall(tid, now, delta);
+	mfd_direct_stall(tid, now, delta, key.zone_start);
 	return MFD_TP_PASS;
 }
 

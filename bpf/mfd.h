@@ -142,6 +142,13 @@ struct mfd_direct_val {
 	u64 hist[MFD_HIST_SLOTS];	/* log2 us, one entry per run */
 };
 
+/* The runs made inside direct compaction, per zone (zone_start_pfn): the
+ * stalls of allocating tasks, charged to the zone they compacted. */
+struct mfd_direct_zone_val {
+	u64 runs;
+	u64 stall_ns;
+};
+
 struct mfd_kcompactd_key {
 	s32 nid;
 	s32 order;

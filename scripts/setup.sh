@@ -23,7 +23,9 @@ release=$(uname -r)
 
 if command -v apt-get >/dev/null 2>&1; then
     pkgs="python3-bpfcc libbpf1 python3-venv python3-tabulate python3-prometheus-client python3-numpy bpftool"
+    # the fleet tests: a real node_exporter beside mfd serve, the rules read with PyYAML
     [ $want_test = 1 ] && pkgs="$pkgs python3-pytest prometheus python3-matplotlib tmux"
+    [ $want_test = 1 ] && pkgs="$pkgs prometheus-node-exporter python3-yaml"
     # Headers for the running kernel if the archive has them; otherwise the
     # distro's generic ones (mfd takes offsets from BTF, so another kernel's
     # headers are safe for it).
@@ -45,7 +47,7 @@ if command -v apt-get >/dev/null 2>&1; then
     fi
 elif command -v dnf >/dev/null 2>&1; then
     pkgs="python3-bcc libbpf python3-tabulate python3-prometheus_client python3-numpy bpftool"
-    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest python3-matplotlib tmux"
+    [ $want_test = 1 ] && pkgs="$pkgs python3-pytest python3-matplotlib tmux python3-pyyaml"
     log "dnf install $pkgs kernel-devel-$release"
     # shellcheck disable=SC2086
     dnf install -y -q $pkgs
@@ -161,4 +163,12 @@ if [ $want_test = 1 ] && [ ! -x .venv/bin/vng ] && [ "$(uname -m)" = x86_64 ]; t
     .venv/bin/python -m pip install -q --disable-pip-version-check virtme-ng 2>&1 |
         grep -v "^$" >&2 || true
     [ -x .venv/bin/vng ] || log "virtme-ng did not install: the kernel matrix will skip"
+fi
+# The Grafana dashboard's generator and its test (contrib/grafana): Grafana's
+# own typed builders, from PyPI; Python >= 3.11 (the dashboard tests skip without).
+if [ $want_test = 1 ] && ! .venv/bin/python -c "import grafana_foundation_sdk" >/dev/null 2>&1 &&
+   .venv/bin/python -c "import sys; sys.exit(sys.version_info < (3, 11))"; then
+    log "installing grafana-foundation-sdk into .venv (the dashboard generator and its test)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check grafana-foundation-sdk 2>&1 |
+        grep -v "^$" >&2 || true
 fi

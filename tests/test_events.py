@@ -39,7 +39,7 @@ def test_parse_groups_rejects_with_the_valid_list(text):
     (["--events", "bogus"], "unknown event group 'bogus' (valid: extfrag, alloc, compaction, all)"),
     (["--events", ""], "no event group given"),
     (["--alloc-probe", "magic"], "invalid choice"),
-    (["-s", "--prometheus", "9100"], "do not go with --prometheus"),
+    (["-s", "--prometheus", "9100"], "-s does not go with --prometheus"),
 ])
 def test_cli_bad_event_options_exit_2_in_one_line(args, msg):
     r = run_mfd(*args)

@@ -26,15 +26,19 @@ from workloads import Child
 pytestmark = needs_root
 
 TRACEFS = "/sys/kernel/tracing"
-_LINE = re.compile(r"^\s*(?P<comm>.*)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+[\d.]+: "
+_LINE = re.compile(r"^\s*(?P<comm>.*)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+(?P<ts>[\d.]+): "
                    r"(?P<event>\w+): (?P<args>.*)$")
 
 
 class Ftrace:
     """A private tracefs instance recording some events into its own ring buffer."""
 
-    def __init__(self, *events: str, name: str = "mfdtest", buffer_kb: int = 16384):
+    def __init__(self, *events: str, name: str = "mfdtest", buffer_kb: int = 16384,
+                 clock: str = "local"):
+        """``clock``: the instance's trace_clock; "mono" stamps records with
+        CLOCK_MONOTONIC, comparable with time.monotonic()."""
         self.events = events                     # "kmem/mm_page_alloc_extfrag", ...
+        self.clock = clock
         # our pid in the name: test runs at the same time do not meet
         self.dir = os.path.join(TRACEFS, "instances", f"{name}-{os.getpid()}")
         self.buffer_kb = buffer_kb
@@ -48,6 +52,7 @@ class Ftrace:
         assert ensure_tracefs()
         os.mkdir(self.dir)
         self._write("buffer_size_kb", str(self.buffer_kb))
+        self._write("trace_clock", self.clock)
         for ev in self.events:
             self._write(f"events/{ev}/enable", "1")
         self._write("tracing_on", "1")
@@ -58,6 +63,11 @@ class Ftrace:
 
     def records(self):
         """[(comm, pid, event, {field: value})] of everything recorded."""
+        return [r[1:] for r in self.timed_records()]
+
+    def timed_records(self):
+        """[(timestamp, comm, pid, event, {field: value})] of everything recorded,
+        the timestamp in seconds of the instance's clock."""
         with open(os.path.join(self.dir, "trace")) as f:
             text = f.read()
         assert "LOST" not in text, "the ftrace buffer overflowed: raise buffer_kb"
@@ -67,7 +77,7 @@ class Ftrace:
             if m:
                 fields = dict(kv.split("=", 1) for kv in m["args"].replace(",", "").split()
                               if "=" in kv)
-                out.append((m["comm"], int(m["pid"]), m["event"], fields))
+                out.append((float(m["ts"]), m["comm"], int(m["pid"]), m["event"], fields))
         return out
 
     def __exit__(self, *exc):
@@ -308,6 +318,10 @@ def test_direct_compaction_from_thp_faults_under_fragmentation():
     assert rows[9]["stall_ns"] > 0 and rows[9]["hist_us"]
     assert ev["direct_stalls"] >= theirs[9]
     assert ev["vmstat"]["compact_stall"] >= 1
+    # the same runs, per zone compacted (one map update each, in one program)
+    runs = sum(b["count"] for r in ev["direct"] for b in r["hist_us"])
+    assert sum(z["direct_runs"] for z in ev["by_zone"]) == runs > 0
+    assert sum(z["direct_ns"] for z in ev["by_zone"]) == sum(r["stall_ns"] for r in ev["direct"])
 
 
 def test_fragment_workload_shows_in_the_snapshot(bpf_collector):

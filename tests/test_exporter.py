@@ -1,19 +1,15 @@
 """The Prometheus exporter: parsing, an isolated registry, and a real Prometheus scraping mfd."""
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import socket
 import subprocess
-import time
-import urllib.parse
-import urllib.request
 
 import pytest
 
 from conftest import mfd_argv, needs_root, run_mfd
+from fleet import Prometheus, free_port as _free_port, get as _get, wait_for as _wait_for
 from mfd.sources.procfs import ProcfsSource, parse_buddyinfo
 from mfd.errors import UsageError
 from mfd.sinks.exporter import SnapshotCollector, parse_listen
@@ -140,31 +136,6 @@ def test_filters_apply():
     assert zones == {zone}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 5) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode()
-
-
-def _wait_for(fn, what: str, limit: float = 60):
-    deadline = time.monotonic() + limit
-    while True:
-        try:
-            out = fn()
-            if out:
-                return out
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def exporter():
     port = _free_port()
@@ -193,24 +164,12 @@ def test_exporter_serves_bpf_metrics_on_loopback_only(exporter):
 
 @needs_root
 def test_real_prometheus_scrapes_mfd(exporter, tmp_path):
-    prom = shutil.which("prometheus")
-    if not prom:
+    if not shutil.which("prometheus"):
         pytest.skip("prometheus (Debian package) not installed")
     _, port, _ = exporter
-    web = _free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: mfd\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
-    server = subprocess.Popen([prom, f"--config.file={tmp_path}/prometheus.yml",
-                               f"--storage.tsdb.path={tmp_path}/data",
-                               f"--web.listen-address=127.0.0.1:{web}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Prometheus(str(tmp_path), {"mfd": port}, rules=None)
+    query = server.query
     try:
-        def query(q):
-            body = json.loads(_get(f"http://127.0.0.1:{web}/api/v1/query?"
-                                   + urllib.parse.urlencode({"query": q})))
-            return body["data"]["result"]
         blocks = _wait_for(lambda: query("mfd_zone_free_blocks"), "Prometheus to scrape mfd")
         with open("/proc/buddyinfo") as f:
             buddy = parse_buddyinfo(f.read())
@@ -228,8 +187,7 @@ def test_real_prometheus_scrapes_mfd(exporter, tmp_path):
         ex = query("mfd_zone_extfrag_index")
         assert ex and all(-1.0 <= float(r["value"][1]) <= 1.0 for r in ex)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
 
 
 @needs_root

@@ -30,7 +30,8 @@ COMMANDS = {
     "report": ("report FILE.db [--compare B.db]", "summary, charts and exports of a "
                "recording, or two side by side (mfd report -h)"),
     "serve": ("serve [--listen HOST:PORT]",
-              "Prometheus metrics, one snapshot per scrape (mfd serve -h)"),
+              "Prometheus metrics: a snapshot per scrape, event counters, the "
+              "diagnosis gauges (mfd serve -h)"),
 }
 
 
@@ -72,12 +73,12 @@ def _options_before(args, parser) -> List[str]:
 
 def _monitor(args) -> int:
     if args.prometheus is not None:      # '' too: parse_listen says it is empty
-        if args.extfrag_events or args.events:
-            raise UsageError("-s and --events do not go with --prometheus (it serves snapshots)")
+        if args.extfrag_events:
+            raise UsageError("-s does not go with --prometheus (it serves counters; "
+                             "--events picks their groups)")
         clash = [flag for dest, flag in _NOT_WITH_SERVE if getattr(args, dest)]
-        # -d, --alloc-probe: given other than their defaults (one snapshot per scrape)
+        # -d, --by: given other than their defaults (one snapshot per scrape)
         clash += [flag for flag, on in (("-d", args.interval != 2.0),
-                                        ("--alloc-probe", args.alloc_probe != "auto"),
                                         ("--by", args.by != "process")) if on]
         if clash:
             raise UsageError(f"--prometheus serves metrics until stopped; it does not go "

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from .. import pageblocks as pb
 from ..compaction import SuitableVerdict, compaction_suitable_verdict
 from ..model.pagetypes import PageTypeInfo, ZoneLimits
 from ..model.physmap import ZoneMap
@@ -127,6 +126,7 @@ def map_bound(order: int, zm: ZoneMap, pageblock_order: int, targets: Optional[i
     blocks count too and the map says nothing new."""
     if order < pageblock_order:
         return None
+    from .. import pageblocks as pb     # numpy: only with a map, not for every mfd can
     group = 1 << (order - pageblock_order)
     return pb.after_compaction(zm.classes, zm.movable_pages, zm.first_block, group,
                                None if contig else targets, huge_ok=contig)

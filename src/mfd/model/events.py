@@ -226,6 +226,9 @@ class CompactionZone(Record):
     duration_ns: int = 0
     max_ns: int = 0
     status: Dict[str, int] = field(default_factory=dict)   # end status -> runs
+    # the runs made inside direct compaction (allocating tasks stalled on this zone)
+    direct_runs: int = 0
+    direct_ns: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """Prometheus exporter: ``mfd serve [--listen HOST:PORT]`` serves /metrics.
 
 Samples on demand, like node_exporter: each scrape takes one snapshot (about
-15 us through eBPF), so nothing runs between scrapes and the numbers are as
-fresh as the scrape.  Scrapes that wait at the same moment share one snapshot,
-taken after all of them arrived.  Listens on loopback unless given a host.  No
-kernel address is ever exported (the pgdat pointer stays out of every label).
+15 us through eBPF), so no user-space work runs between scrapes and the
+numbers are as fresh as the scrape.  Events are counted in the kernel's BPF
+maps between scrapes; a scrape drains them once and adds them to counters
+kept for mfd's lifetime (mfd.sinks.event_metrics).  Scrapes that wait at the
+same moment share one snapshot, taken after all of them arrived.  Listens on
+loopback unless given a host.  No kernel address is ever exported (the pgdat
+pointer stays out of every label).
 
 The listener is built to outlast abusive local clients (mfd runs as root and
 any user can connect): a fixed number of threads, a cap on connections, a
@@ -30,6 +33,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..derive import Frame
 from ..errors import MfdError, UsageError
+from .diagnosis_metrics import diagnosis_families
 
 DEFAULT_PORT = 9610
 
@@ -170,10 +174,16 @@ def listen_socket(host: str, port: int, flag: str = "--listen") -> socket.socket
 
 class SnapshotCollector:
     """A prometheus_client collector: one snapshot per scrape, thread-safe.
-    ``take()`` returns a fresh Frame (the CLI binds it to a source and the filter)."""
+    ``take()`` returns a fresh Frame (the CLI binds it to a source and the
+    filter), with the events since the previous scrape when groups are
+    loaded; ``counters`` (mfd.sinks.event_metrics.EventCounters) adds them
+    up; ``diagnose(snapshot)`` gives the diagnosis gauges
+    (mfd.model.diagnosis.Diagnosis)."""
 
-    def __init__(self, take: Callable[[], Frame], info: dict):
+    def __init__(self, take: Callable[[], Frame], info: dict, counters=None,
+                 diagnose: Optional[Callable] = None):
         self.take, self.info = take, info
+        self.counters, self.diagnose = counters, diagnose
         self.lock = threading.Lock()
         self.errors = 0
 
@@ -181,23 +191,40 @@ class SnapshotCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         t0 = time.perf_counter()
-        frame = None
-        with self.lock:  # the eBPF source reuses one map buffer
+        frame = diagnosis = None
+        counted = []
+        with self.lock:  # the eBPF source reuses one map buffer; counters add up here
             try:
                 frame = self.take()
+                if self.counters is not None:
+                    self.counters.add(frame.sample.events)
+                if self.diagnose is not None:
+                    diagnosis = self.diagnose(frame.snapshot)
             except MfdError:
                 self.errors += 1
+            if self.counters is not None:
+                counted = list(self.counters.families())   # read while nothing adds
         took = time.perf_counter() - t0
         info = GaugeMetricFamily("mfd_build_info", "mfd version, snapshot source and kernel",
                                  labels=sorted(self.info))
         info.add_metric([self.info[k] for k in sorted(self.info)], 1)
         yield info
         yield CounterMetricFamily("mfd_collector_errors_total",
-                                  "Snapshots that failed (see mfd's stderr)", value=self.errors)
+                                  "Scrapes whose snapshot or event read failed (see mfd's "
+                                  "stderr)", value=self.errors)
         yield GaugeMetricFamily("mfd_snapshot_duration_seconds",
-                                "Time to take the snapshot behind this scrape", value=took)
+                                "Time to take the snapshot (and read the event maps) behind "
+                                "this scrape", value=took)
+        yield from counted
         if frame is None:
             return
+        # Scrapes that arrive together share one snapshot (MetricsServer):
+        # how old it is when this answer is made.
+        yield GaugeMetricFamily("mfd_sample_age_seconds", "Age of the snapshot and event "
+                                "read behind this scrape when the answer was made",
+                                value=max(0.0, time.time() - frame.snapshot.time))
+        if diagnosis is not None:
+            yield from diagnosis_families(diagnosis, frame.filter)
         zl, zol = ["node", "zone"], ["node", "zone", "order"]
         fam = {
             "free_blocks": GaugeMetricFamily(
@@ -672,22 +699,16 @@ def metrics_renderer(registry) -> Callable[[List[Request]], List[bytes]]:
     return render
 
 
-def serve(take: Callable[[], Frame], info: dict, listen: str, note: Callable[[str], None],
+def serve(collector: SnapshotCollector, listen: str, note: Callable[[str], None],
           flag: str = "--listen", said: Optional[Callable[[str], None]] = None) -> int:
-    """Serve /metrics until a signal ends mfd.  ``info`` labels mfd_build_info
-    (version, source, pgdat_path, kernel).  ``note`` says what goes wrong,
-    ``said`` (default ``note``) where it listens.  Returns the exit status."""
-    try:
-        from prometheus_client import CollectorRegistry
-    except ImportError as e:
-        from ..origin import install_hint
-        raise MfdError("the exporter needs prometheus-client: " + install_hint(
-            "python3-prometheus-client", "python3-prometheus_client",
-            "prometheus-client")) from e
+    """Serve ``collector``'s /metrics until a signal ends mfd.  ``note`` says
+    what goes wrong, ``said`` (default ``note``) where it listens.  Returns
+    the exit status."""
+    from prometheus_client import CollectorRegistry
 
     host, port = parse_listen(listen, flag)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(take, info))
+    registry.register(collector)
     server = MetricsServer(listen_socket(host, port, flag), metrics_renderer(registry), note)
     try:
         bound = server.listener.getsockname()
@@ -699,3 +720,15 @@ def serve(take: Callable[[], Frame], info: dict, listen: str, note: Callable[[st
     finally:
         server.close()
     return 0
+
+
+def require_client() -> None:
+    """MfdError with an install hint when prometheus-client is missing (checked
+    before anything is compiled)."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as e:
+        from ..origin import install_hint
+        raise MfdError("the exporter needs prometheus-client: " + install_hint(
+            "python3-prometheus-client", "python3-prometheus_client",
+            "prometheus-client")) from e

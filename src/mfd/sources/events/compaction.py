@@ -36,6 +36,7 @@ class CompactionGroup(Group):
         self._begins = HashDrain(program["compact_begins"])
         self._runs = HashDrain(program["compact_runs"])
         self._direct = HashDrain(program["direct_compact"])
+        self._direct_zones = HashDrain(program["direct_zones"])
         self._wakes = HashDrain(program["kcompactd_wakes"])
         self._counts = PerCpuTotals(program["compact_counts"])
 
@@ -50,7 +51,8 @@ class CompactionGroup(Group):
             if zone_start not in zones:
                 node, name = self._zone(ctx, zone_start)
                 zones[zone_start] = {"node": node, "zone": name, "begin": 0, "runs": 0,
-                                     "duration_ns": 0, "max_ns": 0, "status": {}}
+                                     "duration_ns": 0, "max_ns": 0, "status": {},
+                                     "direct_runs": 0, "direct_ns": 0}
             return zones[zone_start]
 
         for k, v in self._begins():
@@ -62,6 +64,10 @@ class CompactionGroup(Group):
             r["max_ns"] = max(r["max_ns"], v.max_ns)
             status = self.status_names.get(k.status, str(k.status))
             r["status"][status] = r["status"].get(status, 0) + v.runs
+        for k, v in self._direct_zones():
+            r = row(scalar(k))
+            r["direct_runs"] += v.runs
+            r["direct_ns"] += v.stall_ns
         by_zone = sorted((CompactionZone(**r) for r in zones.values()
                           if ctx.filter.wants(r["node"], r["zone"])),
                          key=lambda r: (r.node if r.node is not None else -1, r.zone))
