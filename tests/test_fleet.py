@@ -43,7 +43,7 @@ class Stack:
     def __init__(self, directory):
         self.services = []
         try:
-            self.mfd = self._add(fleet.start_mfd("--events", "all", "--cgroup-labels", "8"))
+            self.mfd = self._add(fleet.start_mfd("--events", "all", "--cgroup-labels", "256"))
             self.node = self._add(fleet.start_node_exporter())
             self.prom = self._add(fleet.Prometheus(str(directory), {
                 "mfd": self.mfd.port, "node": self.node.port}))

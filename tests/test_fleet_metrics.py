@@ -199,3 +199,37 @@ def test_the_prometheus_alias_takes_events():
     finally:
         svc.stop()
     assert 'events="compaction"' in text and "mfd_compaction_run_seconds_total{" in text
+
+
+def test_series_known_in_advance_follow_the_filter_and_other_exists_at_zero():
+    """-c Normal: no DMA32 series at 0 (it reads as "no compaction" where it
+    is "not watched"); the cgroup "other" bucket exists before its first
+    event, so rate() sees that one."""
+    from mfd.model import Filter
+    c = EventCounters(["extfrag", "compaction"], cgroup_cap=2)
+    c.start(_snapshot(_zone(0, "DMA32", 1, 1000, [0] * 11), _zone(0, "Normal", 2, 1000, [0] * 11)),
+            Filter(zone="Normal"))
+    v = _values(c)
+    zones = {k[1][1] for k in v if k[0] == "mfd_compaction_runs_total"}
+    assert zones == {"Normal"}
+    assert v[("mfd_cgroup_extfrag_fallbacks_total", (OTHER, "takeover"))] == 0
+    assert v[("mfd_cgroup_direct_compaction_stalls_total", (OTHER,))] == 0
+
+
+def test_a_cgroup_name_that_is_not_utf8_cannot_break_the_scrape(tmp_path):
+    """Any local user with a delegated cgroup can name one with bytes that are
+    not UTF-8: the walk turns them into backslash escapes, and the scrape
+    renders (it was a 500 on every scrape, for good)."""
+    import os
+    from mfd.kernel.cgroups import walk
+    os.mkdir(os.fsencode(str(tmp_path)) + b"/evil\xff\xfe")
+    paths = walk(str(tmp_path))
+    evil = [p for p in paths.values() if p.startswith("/evil")]
+    assert evil == ["/evil\\xff\\xfe"]
+    c = EventCounters(["extfrag"], cgroup_cap=4)
+    c.start(_snapshot(_zone(0, "Normal", 2, 1000, [0] * 11)))
+    c.add(Events(1.0, results=(ExtfragResult(by_process=(_steal(evil[0], 3, 3),)),)))
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(type("C", (), {"collect": lambda self: c.families()})())
+    text = prometheus_client.generate_latest(registry).decode()
+    assert 'cgroup="/evil\\\\xff\\\\xfe"' in text

@@ -28,7 +28,6 @@ from grafana_foundation_sdk.models.common import (BarGaugeDisplayMode, LegendDis
                                                   TooltipDisplayMode, VizOrientation)
 from grafana_foundation_sdk.models.dashboard import (DataSourceRef, VariableRefresh,
                                                      VariableSort)
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "mfd.json")
@@ -128,7 +127,10 @@ def build() -> Dashboard:
         .description("The kernel's unusable_index (mm/vmstat.c), worst of the selected "
                      "zones: the share of free memory in blocks too small for the order.")
         .datasource(DS).height(9).span(24).calculate(False)
-        .with_target(q(HEATMAP_EXPR, "{{order}}", fmt=PromQueryFormat.HEATMAP)))
+        # time_series, not PromQueryFormat.HEATMAP: that format takes the
+        # series as cumulative buckets and subtracts each from the next, and
+        # the unusable index of one order is not a bucket of the next
+        .with_target(q(HEATMAP_EXPR, "{{order}}")))
     for i, (title, desc, unit, queries) in enumerate(SERIES_PANELS):
         if i == 3:
             d = d.with_row(Row("Events").id(next(ids)))

@@ -64,6 +64,8 @@ USAGE = """mfd [-d SECONDS] [--count N] [-n] [-i ID] [-c NAME] [-z] [-e] [-u] [-
 # events are asked for: the snapshot monitor starts without them (see model).
 def _event_groups(text: str) -> Tuple[str, ...]:
     from ..sources.events import parse_groups
+    if text.strip().lower() == "none":      # --prometheus: serve no events (mfd serve's word)
+        return ("none",)
     try:
         return parse_groups(text)
     except UsageError as e:

@@ -182,7 +182,7 @@ def run(cfg: ServeConfig) -> int:
         if events is not None:
             from ..sinks.event_metrics import EventCounters
             counters = EventCounters(events.names, cfg.cgroup_labels)
-            counters.start(first)
+            counters.start(first, flt)
 
         def take() -> Frame:
             snap = source.snapshot()

@@ -17,6 +17,15 @@ from typing import Callable, Dict, Optional
 
 ROOT_ID = 1
 MAX_DIRS = 100_000            # bound the walk on hosts with very many cgroups
+MAX_PATH = 1024               # characters of a path mfd shows or exports
+
+
+def _text(name: str) -> str:
+    """A directory name as text: a cgroup name is whatever bytes its creator
+    chose (a delegated user@UID.service may make one), and a name that is not
+    UTF-8 reads as lone surrogates, which no encoder takes: they become
+    backslash escapes, so every exporter and file can write the path."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def cgroup2_mount(mounts: str = "/proc/self/mounts") -> Optional[str]:
@@ -50,7 +59,9 @@ def walk(root: str, limit: int = MAX_DIRS) -> Dict[int, str]:
                     if len(out) >= limit:
                         break
                     if e.is_dir(follow_symlinks=False):
-                        sub = f"{rel}/{e.name}"
+                        sub = f"{rel}/{_text(e.name)}"
+                        if len(sub) > MAX_PATH:
+                            sub = sub[:MAX_PATH - 3] + "..."
                         try:
                             out[e.inode()] = sub
                         except OSError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
-from ..model import Events, Snapshot
+from ..model import Events, Filter, Snapshot
 
 OTHER = "other"
 NS = 1e9
@@ -43,8 +43,9 @@ SPECS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
         "Time in compact_zone() runs (mm_compaction_begin to _end), every caller",
         ("node", "zone")),
     "mfd_direct_compaction_stalls_total": (
-        "Allocations that entered direct compaction "
-        "(compaction:mm_compaction_try_to_compact_pages; /proc/vmstat compact_stall)",
+        "Allocations that entered direct compaction (compaction:"
+        "mm_compaction_try_to_compact_pages, as try_to_compact_pages() starts; "
+        "/proc/vmstat compact_stall counts only those not skipped)",
         ("order",)),
     "mfd_direct_compaction_runs_total": (
         "compact_zone() runs made by allocating tasks inside direct compaction",
@@ -112,8 +113,12 @@ class EventCounters:
             return path
         return OTHER
 
-    def start(self, snapshot: Snapshot) -> None:
-        zones = [(str(z.node), z.zone) for z in snapshot.zones() if z.populated]
+    def start(self, snapshot: Snapshot, flt: Filter = Filter()) -> None:
+        """Every series known in advance at 0, so that rate() sees its first
+        events: the zones -i/-c pass, the fallback pairs, the end statuses,
+        the orders, and the cgroup "other" bucket."""
+        zones = [(str(z.node), z.zone) for z in snapshot.zones()
+                 if z.populated and flt.wants(z.node, z.zone)]
         orders = [str(o) for o in range(snapshot.nr_orders)]
         for g in self.groups:
             self._add("mfd_event_drops_total", (g,), 0)
@@ -134,6 +139,12 @@ class EventCounters:
             for name in ("mfd_direct_compaction_stalls_total", "mfd_page_allocations_total",
                          "mfd_page_allocation_failures_total"):
                 self._add(name, (o,), 0)
+        if self.cgroup_cap:
+            for kind in ("takeover", "pollution"):
+                self._add("mfd_cgroup_extfrag_fallbacks_total", (OTHER, kind), 0)
+            for name in ("mfd_cgroup_direct_compaction_stalls_total",
+                         "mfd_cgroup_direct_compaction_seconds_total"):
+                self._add(name, (OTHER,), 0)
 
     def add(self, events: Optional[Events]) -> None:
         """One interval's events (None: nothing loaded)."""
