@@ -51,6 +51,25 @@ def test_a_child_gone_idle_is_replaced(monkeypatch):
         h.close()
 
 
+def test_a_child_that_leaves_as_the_request_is_sent_is_replaced(monkeypatch):
+    """The race CI met: the child reached its idle timeout between the
+    parent's look (_gone) and its send, so the request met a closed socket
+    (EPIPE, or ECONNRESET with the request unread): one more try, with a new
+    child, not a HandoverFailed and an in-process compile."""
+    monkeypatch.setattr(handover, "IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(handover.Helper, "_gone", lambda self: False)   # it looked alive
+    h = handover.Helper(_pipe_build)
+    try:
+        first, fds = h.request({"say": "one"})
+        os.close(fds[0])
+        time.sleep(0.6)                                  # the child leaves by itself
+        second, fds = h.request({"say": "two"})
+        os.close(fds[0])
+        assert second["child"] != first["child"]
+    finally:
+        h.close()
+
+
 def test_a_broken_build_is_a_handover_failure():
     def broken(_req):
         raise RuntimeError("no luck")

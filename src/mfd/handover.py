@@ -16,6 +16,7 @@ probe) and no buffered output of the parent's runs in it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -73,6 +74,12 @@ class Helper:
                 reply, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, MAX_FDS)
             except OSError as e:
                 self.close()
+                # A child that reached its idle timeout as the request was sent
+                # closes with the request unread: the kernel answers with a
+                # reset (ECONNRESET, or EPIPE on the send).  Once more with a
+                # new child, as for an empty reply below.
+                if attempt == 1 and e.errno in (errno.ECONNRESET, errno.EPIPE):
+                    continue
                 raise HandoverFailed(f"its socket: {e}") from e
             if reply:
                 break
