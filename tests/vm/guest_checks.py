@@ -358,6 +358,13 @@ def test_proactive_verdict_matches_kcompactd():
             (compact_node() / 6.1 proactive_compact_node(): cc.order = -1);
             reactive runs, which kswapd may wake on this small node, have an
             order >= 1.  (p, score, the kcompactd threads that compacted)."""
+            # First the chosen proactiveness and a pause: under the one before
+            # (the default 20: a high watermark of 90), kcompactd may already
+            # be compacting on its own 500 ms timer, and that run must end
+            # before the window opens (CI saw one at a score of 92).
+            with open(path, "w") as f:
+                f.write(str(choose(max(scores().values()))))
+            time.sleep(2.0)
             with Ftrace("compaction/mm_compaction_begin", "compaction/mm_compaction_finished",
                         name="mfdproactive") as ft:
                 now = max(scores().values())
