@@ -96,7 +96,6 @@ class Tally:
     kind_pages: Dict[str, int] = field(default_factory=dict)
     cgroup_pages: Dict[int, int] = field(default_factory=dict)  # unmovable pages per memcg
     unknown_pages: int = 0
-    pages: int = 0
     # per page of the one batch classify() saw (not kept by add()): unmovable
     page_unmovable: Optional[np.ndarray] = None
 
@@ -123,7 +122,6 @@ class Tally:
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
         self.unknown_pages += other.unknown_pages
-        self.pages += other.pages
 
     def add_cgroups(self, pages: Dict[int, int]) -> None:
         for k, v in pages.items():
@@ -202,7 +200,7 @@ def classify(flags: np.ndarray, valid: np.ndarray, block_pages: int,
     pinned = cls == PINNED
 
     t = Tally(parts=[cls], movable_parts=[movable.sum(axis=1).astype(np.uint32)],
-              unknown_pages=int(unknown.sum()), pages=int(ok.sum()),
+              unknown_pages=int(unknown.sum()),
               page_unmovable=unmov.reshape(-1))
     if pinned.any():
         fp = f[pinned]
